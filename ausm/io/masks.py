@@ -1,0 +1,246 @@
+"""Object-id masks: the DAVIS palette, writing index PNGs, reading prompt masks.
+
+An *index mask* is an ``(H, W)`` integer array whose value at each pixel is an
+object id: ``0`` is background, ``1..254`` are objects and ``255`` is "void"
+(ignored), following the DAVIS convention.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from ausm.errors import InputError
+
+__all__ = [
+    "DAVIS_PALETTE",
+    "PALETTE_ARRAY",
+    "VOID_ID",
+    "save_index_png",
+    "load_prompt_mask",
+    "object_ids",
+]
+
+#: Object id marking "void" / ignore pixels in DAVIS-style masks.
+VOID_ID = 255
+
+
+def _make_palette() -> bytes:
+    """PASCAL VOC / DAVIS colour map: the bits of the index are spread over the
+    high bits of R, G and B (bit 0 -> R, bit 1 -> G, bit 2 -> B, next three bits
+    one position lower, and so on)."""
+    out = bytearray()
+    for i in range(256):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        out += bytes((r, g, b))
+    return bytes(out)
+
+
+#: The standard DAVIS (PASCAL VOC) 256-colour palette as 768 bytes
+#: ``R0 G0 B0 R1 G1 B1 ...``: 0 = (0,0,0), 1 = (128,0,0), 2 = (0,128,0),
+#: 3 = (128,128,0), 4 = (0,0,128), ..., 255 = (224,224,192).
+DAVIS_PALETTE: bytes = _make_palette()
+
+#: ``DAVIS_PALETTE`` as a read-only ``(256, 3)`` ``uint8`` array.
+PALETTE_ARRAY: np.ndarray = np.frombuffer(DAVIS_PALETTE, dtype=np.uint8).reshape(256, 3)
+
+
+def _as_id_array(mask, what: str = "mask") -> np.ndarray:
+    """Validate a 2-D integer mask with values in 0..255 and return it as uint8."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise InputError(f"{what} must be 2-D (H, W), got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            arr = arr.astype(np.int64)
+        else:
+            raise InputError(f"{what} must contain integer object ids, got dtype {arr.dtype}")
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 255):
+        raise InputError(
+            f"{what} values must be in 0..255, got range {int(arr.min())}..{int(arr.max())}"
+        )
+    return arr.astype(np.uint8, copy=False)
+
+
+def save_index_png(path: str | os.PathLike, mask: np.ndarray) -> None:
+    """Write an object-id mask as a palette (mode ``'P'``) PNG with :data:`DAVIS_PALETTE`.
+
+    The file is written atomically: the PNG is written to a temporary file in
+    the destination directory and then moved over ``path`` with
+    :func:`os.replace`, so readers never see a partial file.  Missing parent
+    directories are created.
+
+    Args:
+        path: destination file (should end in ``.png``).
+        mask: ``(H, W)`` array of integer object ids in ``0..255`` (any integer
+            dtype, ``bool``, or floats holding integral values).  Pixel values
+            are stored unchanged as palette indices.
+
+    Raises:
+        InputError: if ``mask`` is not 2-D, is not integer-valued, or has values
+            outside ``0..255``.
+    """
+    arr = _as_id_array(mask)
+    # Build the 'P' image directly from the bytes so the indices are stored
+    # verbatim (converting an 'L' image to 'P' would re-quantise).
+    img = Image.frombytes("P", (arr.shape[1], arr.shape[0]), np.ascontiguousarray(arr).tobytes())
+    img.putpalette(DAVIS_PALETTE)
+
+    dest = Path(os.fspath(path))
+    directory = dest.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+        os.replace(tmp, dest)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _single_channel_to_ids(values: np.ndarray) -> np.ndarray:
+    """Apply the grayscale / index rules of :func:`load_prompt_mask` to a 2-D
+    single-channel integer array (values >= 0)."""
+    uniq = np.unique(values)
+    u = set(int(v) for v in uniq)
+    if u <= {0, 1} or u <= {0, 255}:
+        return (values != 0).astype(np.uint8)
+    core = [v for v in u if v not in (0, VOID_ID)]
+    max_core = max(core) if core else 0
+    if len(u) > 2 and max_core > 64:
+        # Anti-aliased / soft grayscale mask: threshold at mid-grey.
+        if max(u) > 255:
+            # 16-bit grayscale: threshold at half of the 16-bit range.
+            return (values > 32767).astype(np.uint8)
+        return (values > 127).astype(np.uint8)
+    if max(u) > 255:
+        raise InputError(
+            f"index mask values must be in 0..255, found up to {max(u)}"
+        )
+    ids = values.astype(np.uint8)
+    ids[ids == VOID_ID] = 0
+    return ids
+
+
+def load_prompt_mask(
+    path: str | os.PathLike, expected_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Read a prompt mask image and return its object ids.
+
+    Returns:
+        ``(H, W)`` ``uint8`` array; ``0`` is background and ``1..254`` are
+        object ids.  The void id ``255`` is never returned (it is mapped to
+        ``0``, i.e. ignored).
+
+    Interpretation rules, by image mode:
+
+    1. Palette image (mode ``'P'``/``'PA'``): the palette *indices* are the
+       object ids, whatever the palette colours; index ``255`` (void) -> ``0``.
+    2. Bilevel image (mode ``'1'``): white pixels -> object ``1``.
+    3. Single-channel image (``'L'``, ``'LA'`` [alpha ignored], 16-bit ``'I'``/
+       ``'I;16'``), let ``U`` be the set of distinct values:
+
+       a. *binary*: ``U`` ⊆ {0, 1} or ``U`` ⊆ {0, 255} -> object ``1`` where the
+          value is non-zero;
+       b. *anti-aliased grayscale*: ``U`` has more than 2 values and the largest
+          value other than 0 and 255 is greater than 64 -> threshold: object
+          ``1`` where value > 127 (> 32767 for 16-bit images);
+       c. otherwise the values are object ids (so ``{0, 1, 2, 255}`` gives
+          objects 1 and 2 with 255 treated as void -> 0, and ``{0, 200}`` gives
+          object 200).  16-bit id values above 255 raise :class:`InputError`.
+
+    4. Colour image (``'RGB'``, ``'RGBA'`` [alpha ignored], and other modes
+       converted to RGB): if every pixel is gray (R == G == B) the gray channel
+       is handled by rule 3; otherwise :class:`InputError` is raised, because
+       colours cannot be mapped to ids reliably (save an index/palette PNG
+       instead, e.g. with :func:`save_index_png`).
+
+    Args:
+        path: image file (normally PNG).
+        expected_size: optional ``(H, W)`` the mask must have (usually the video
+            frame size).
+
+    Raises:
+        InputError: if the file is missing or cannot be decoded; the image is a
+            non-gray colour image; 16-bit id values exceed 255; the size differs
+            from ``expected_size`` (message states both sizes, as HxW); or the
+            mask contains no object (all background/void).
+    """
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise InputError(f"prompt mask file does not exist: {p}")
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("P", "PA"):
+                raw = np.asarray(im if mode == "P" else im.getchannel(0))
+                ids = raw.astype(np.uint8)
+                ids[ids == VOID_ID] = 0
+            elif mode == "1":
+                ids = np.asarray(im).astype(np.uint8)
+            elif mode in ("L", "LA") or mode.startswith("I") or mode == "F":
+                ch = im.getchannel(0) if mode == "LA" else im
+                vals = np.asarray(ch)
+                if vals.dtype.kind == "f":
+                    if not (np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)) and vals.min() >= 0):
+                        raise InputError(f"prompt mask {p} has non-integer float values; use an index PNG")
+                vals = vals.astype(np.int64)
+                if vals.size and vals.min() < 0:
+                    raise InputError(f"prompt mask {p} has negative values")
+                ids = _single_channel_to_ids(vals)
+            else:
+                rgb = np.asarray(im.convert("RGB") if mode not in ("RGB", "RGBA") else im)[..., :3]
+                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+                    raise InputError(
+                        f"prompt mask {p} is a colour ({mode}) image; colours cannot be mapped to "
+                        "object ids reliably. Use an index/palette PNG (mode 'P', pixel value = "
+                        "object id, e.g. written by ausm.io.save_index_png) or a binary grayscale PNG"
+                    )
+                ids = _single_channel_to_ids(rgb[..., 0].astype(np.int64))
+    except InputError:
+        raise
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise InputError(f"cannot read prompt mask {p}: {e}") from e
+
+    ids = np.ascontiguousarray(ids, dtype=np.uint8)
+    if expected_size is not None:
+        eh, ew = int(expected_size[0]), int(expected_size[1])
+        if ids.shape != (eh, ew):
+            raise InputError(
+                f"prompt mask {p} has size {ids.shape[0]}x{ids.shape[1]} (HxW) "
+                f"but the video frames are {eh}x{ew} (HxW)"
+            )
+    if not ids.any():
+        raise InputError(f"prompt mask {p} contains no object (all pixels are background or void)")
+    return ids
+
+
+def object_ids(mask: np.ndarray) -> list[int]:
+    """Sorted object ids present in ``mask``.
+
+    Args:
+        mask: integer array of any shape (normally ``(H, W)``) of object ids.
+
+    Returns:
+        Sorted list of Python ``int`` ids, excluding background ``0`` and void
+        ``255``.
+    """
+    arr = np.asarray(mask)
+    return [int(v) for v in np.unique(arr) if int(v) != 0 and int(v) != VOID_ID]

@@ -1,0 +1,84 @@
+"""Frame encoder: a ``transformers`` ``AutoBackbone`` plus an FPN neck (spec §4).
+
+Outputs, per frame, X_t at stride 8 with D channels (the tokens of the History Compressor /
+Decoder) and the mask features P_t at stride 4 with ``mask_dim`` channels.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from .layers import group_norm
+
+
+def build_backbone(cfg) -> nn.Module:
+    """An ``AutoBackbone`` returning the four stages (strides 4, 8, 16, 32).
+
+    Random init from the config unless ``cfg.backbone_pretrained`` names a hub id or a path.
+
+    Raises:
+        ConfigError: unknown backbone type or bad kwargs.
+    """
+    from transformers import AutoBackbone, AutoConfig
+
+    kwargs = dict(cfg.backbone_kwargs)
+    kwargs["out_features"] = ["stage1", "stage2", "stage3", "stage4"]
+    if cfg.backbone_pretrained:
+        return AutoBackbone.from_pretrained(cfg.backbone_pretrained, out_features=kwargs["out_features"])
+    try:
+        bcfg = AutoConfig.for_model(cfg.backbone_type, **kwargs)
+        return AutoBackbone.from_config(bcfg)
+    except (ValueError, TypeError, KeyError) as e:
+        raise ConfigError(f"cannot build backbone {cfg.backbone_type!r} with {cfg.backbone_kwargs}: {e}") from e
+
+
+class FPNNeck(nn.Module):
+    """Feature pyramid over backbone stages 1–4 (strides 4, 8, 16, 32).
+
+    ``forward(feats)`` with ``feats`` the four (N, C_i, H/s, W/s) maps returns
+    X: (N, D, H/8, W/8) and P: (N, mask_dim, H/4, W/4).
+    """
+
+    def __init__(self, in_channels: list[int], dim: int, mask_dim: int):
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_channels)
+        self.output = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), group_norm(dim), nn.ReLU())
+            for _ in in_channels[:2]
+        )
+        self.mask_proj = nn.Conv2d(dim, mask_dim, 1)
+
+    def forward(self, feats):
+        c4, c8, c16, c32 = feats
+        p = self.lateral[3](c32)
+        p = self.lateral[2](c16) + F.interpolate(p, size=c16.shape[-2:], mode="nearest")
+        p8 = self.lateral[1](c8) + F.interpolate(p, size=c8.shape[-2:], mode="nearest")
+        x = self.output[1](p8)
+        p4 = self.lateral[0](c4) + F.interpolate(x, size=c4.shape[-2:], mode="nearest")
+        mask_feats = self.mask_proj(self.output[0](p4))
+        return x, mask_feats
+
+
+class FrameEncoder(nn.Module):
+    """Backbone + FPN. ``forward(images)`` takes (N, 3, H, W) normalised float images with H and W
+    divisible by 32 and returns X (N, D, H/8, W/8), P (N, mask_dim, H/4, W/4).
+
+    Raises:
+        ValueError: when H or W is not divisible by 32.
+    """
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.backbone = build_backbone(cfg)
+        channels = list(self.backbone.channels)
+        if len(channels) != 4:
+            raise ConfigError(f"backbone must expose 4 stages, got channels {channels}")
+        self.neck = FPNNeck(channels, cfg.hidden_dim, cfg.mask_dim)
+
+    def forward(self, images: torch.Tensor):
+        if images.shape[-1] % 32 or images.shape[-2] % 32:
+            raise ValueError(f"frame encoder input {tuple(images.shape[-2:])} must be divisible by 32")
+        feats = self.backbone(images).feature_maps
+        return self.neck(feats)

@@ -1,0 +1,221 @@
+"""Mamba-1 selective state-space layer in pure PyTorch (Gu & Dao 2023), with two code paths.
+
+* :meth:`Mamba.forward` runs a whole sequence at once; the linear recurrence
+  ``h_t = a_t * h_{t-1} + b_t`` is evaluated with an associative (Hillis-Steele) **parallel scan**
+  over time: ``ceil(log2 T)`` whole-tensor steps instead of ``T`` dependent steps.
+* :meth:`Mamba.step` advances one time step from an explicit fixed-size :class:`MambaState`
+  (``conv_state`` of shape (L, d_inner, d_conv) and ``ssm_state`` of shape (L, d_inner, d_state)).
+
+Both must agree with :func:`selective_scan_naive`, a plain per-time-step loop kept as the
+reference (tested in float64 to 1e-10). In AUSM (spec §4, History Compressor) every pixel of the
+stride-8 grid is one independent sequence over frames: layout (b·h·w, T, D).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class MambaState:
+    """Recurrent state of one :class:`Mamba` layer for L independent sequences.
+
+    Attributes:
+        conv_state: (L, d_inner, d_conv) float, the last ``d_conv`` inputs of the causal conv,
+            oldest first.
+        ssm_state: (L, d_inner, d_state) float, the SSM hidden state h_t.
+    """
+
+    conv_state: torch.Tensor
+    ssm_state: torch.Tensor
+
+    def nbytes(self) -> int:
+        return self.conv_state.numel() * self.conv_state.element_size() + (
+            self.ssm_state.numel() * self.ssm_state.element_size()
+        )
+
+
+def associative_scan(a: torch.Tensor, b: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """Inclusive parallel scan of the first-order recurrence ``h_t = a_t * h_{t-1} + b_t``, h_{-1} = 0.
+
+    Uses the associative operator (a1, b1) ∘ (a2, b2) = (a1·a2, a2·b1 + b2) in the
+    Hillis-Steele form: ceil(log2 T) steps, each a whole-tensor multiply-add.
+
+    Args:
+        a: decay factors, any shape with time along ``dim``; float.
+        b: inputs, same shape and dtype as ``a``.
+        dim: the time dimension.
+
+    Returns:
+        h: same shape as ``b``; ``h[t] = sum_{s<=t} (prod_{s<r<=t} a_r) b_s``.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"associative_scan: a {tuple(a.shape)} and b {tuple(b.shape)} differ")
+    T = a.shape[dim]
+    a = a.movedim(dim, 0)
+    b = b.movedim(dim, 0)
+    offset = 1
+    while offset < T:
+        # element t combines with element t - offset (those t < offset are already complete)
+        b_new = b[offset:] + a[offset:] * b[:-offset]
+        a_new = a[offset:] * a[:-offset]
+        b = torch.cat([b[:offset], b_new], dim=0)
+        a = torch.cat([a[:offset], a_new], dim=0)
+        offset *= 2
+    return b.movedim(0, dim)
+
+
+def _discretize(x, dt, A, B):
+    """Zero-order-hold discretisation used by Mamba: dA = exp(dt·A), dBx = dt·B·x.
+
+    Shapes: x, dt (L, T, d_inner); A (d_inner, d_state); B (L, T, d_state).
+    Returns dA, dBx of shape (L, T, d_inner, d_state).
+    """
+    dA = torch.exp(dt.unsqueeze(-1) * A)
+    dBx = (dt * x).unsqueeze(-1) * B.unsqueeze(2)
+    return dA, dBx
+
+
+def selective_scan_parallel(x, dt, A, B, C, D):
+    """Selective scan with the associative parallel scan over time.
+
+    Args:
+        x: (L, T, d_inner) input after conv + SiLU.
+        dt: (L, T, d_inner) positive step sizes (after softplus).
+        A: (d_inner, d_state) negative real state matrix (diagonal).
+        B, C: (L, T, d_state) input-dependent projections.
+        D: (d_inner,) skip connection.
+
+    Returns:
+        y: (L, T, d_inner); last hidden state h_T: (L, d_inner, d_state).
+    """
+    dA, dBx = _discretize(x, dt, A, B)
+    h = associative_scan(dA, dBx, dim=1)  # (L, T, d_inner, d_state)
+    y = torch.einsum("ltdn,ltn->ltd", h, C) + x * D
+    return y, h[:, -1]
+
+
+def selective_scan_naive(x, dt, A, B, C, D):
+    """Reference selective scan: a plain loop over time steps. Same contract as
+    :func:`selective_scan_parallel`."""
+    L, T, d_inner = x.shape
+    h = x.new_zeros(L, d_inner, A.shape[1])
+    ys = []
+    for t in range(T):
+        dA = torch.exp(dt[:, t].unsqueeze(-1) * A)
+        h = dA * h + (dt[:, t] * x[:, t]).unsqueeze(-1) * B[:, t].unsqueeze(1)
+        ys.append(torch.einsum("ldn,ln->ld", h, C[:, t]) + x[:, t] * D)
+    return torch.stack(ys, dim=1), h
+
+
+class Mamba(nn.Module):
+    """One Mamba-1 mixer (no residual, no norm; the caller adds those).
+
+    Args:
+        d_model: model width D.
+        d_state: SSM state size N (16 [D]).
+        d_conv: causal depthwise conv width (4 [D]).
+        expand: d_inner = expand · d_model (2 [D]).
+        dt_rank: rank of the dt projection; ``None`` → ceil(d_model / 16).
+        dt_min, dt_max: softplus(dt_bias) is initialised log-uniform in [dt_min, dt_max].
+    """
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2,
+                 dt_rank: int | None = None, dt_min: float = 1e-3, dt_max: float = 0.1):
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = expand * d_model
+        self.dt_rank = dt_rank or math.ceil(d_model / 16)
+        self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=False)
+        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, bias=True)
+        self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
+        self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=False)
+        # S4D-real initialisation of A: A[:, n] = -(n + 1)
+        A = torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)
+        self.A_log = nn.Parameter(torch.log(A))
+        self.D = nn.Parameter(torch.ones(self.d_inner))
+        # dt bias: softplus(bias) log-uniform in [dt_min, dt_max]
+        dt_std = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_proj.weight, -dt_std, dt_std)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        with torch.no_grad():
+            self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+
+    # -- shared pieces ---------------------------------------------------------------------------
+    def _ssm_params(self, x):
+        """x: (..., d_inner) → dt (..., d_inner), B (..., d_state), C (..., d_state)."""
+        dbc = self.x_proj(x)
+        dt, B, C = torch.split(dbc, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.softplus(self.dt_proj(dt))
+        return dt, B, C
+
+    def forward(self, u: torch.Tensor, scan: str = "parallel") -> torch.Tensor:
+        """Whole-sequence forward from a zero state.
+
+        Args:
+            u: (L, T, d_model) float; L independent causal sequences of length T.
+            scan: ``"parallel"`` (associative scan, default) or ``"naive"`` (reference loop).
+
+        Returns:
+            (L, T, d_model), same dtype as ``u``.
+        """
+        y, _ = self.forward_with_state(u, scan=scan)
+        return y
+
+    def forward_with_state(self, u: torch.Tensor, scan: str = "parallel"):
+        """Like :meth:`forward` but also returns the :class:`MambaState` after the last step, so that
+        streaming can continue from a parallel prefix."""
+        L, T, _ = u.shape
+        xz = self.in_proj(u)
+        x, z = xz.chunk(2, dim=-1)
+        x_raw = x
+        x = self.conv1d(F.pad(x.transpose(1, 2), (self.d_conv - 1, 0)))  # causal
+        x = F.silu(x.transpose(1, 2))
+        dt, B, C = self._ssm_params(x)
+        A = -torch.exp(self.A_log.float()).to(x.dtype)
+        fn = selective_scan_parallel if scan == "parallel" else selective_scan_naive
+        if scan not in ("parallel", "naive"):
+            raise ValueError(f"scan must be 'parallel' or 'naive', got {scan!r}")
+        y, h_last = fn(x, dt, A, B, C, self.D.to(x.dtype))
+        y = y * F.silu(z)
+        # conv state: the last d_conv pre-conv inputs (zero-padded on the left when T < d_conv)
+        xr = F.pad(x_raw.transpose(1, 2), (max(0, self.d_conv - T), 0))[..., -self.d_conv:]
+        return self.out_proj(y), MambaState(conv_state=xr.contiguous(), ssm_state=h_last)
+
+    def init_state(self, L: int, device=None, dtype=torch.float32) -> MambaState:
+        """Zero state for L sequences (the state before the first step)."""
+        return MambaState(
+            conv_state=torch.zeros(L, self.d_inner, self.d_conv, device=device, dtype=dtype),
+            ssm_state=torch.zeros(L, self.d_inner, self.d_state, device=device, dtype=dtype),
+        )
+
+    def step(self, u: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
+        """One recurrent step.
+
+        Args:
+            u: (L, d_model) input at the current time step.
+            state: the state after the previous step (shapes fixed; never grows).
+
+        Returns:
+            y: (L, d_model); the new state (new tensors; ``state`` is not modified in place).
+        """
+        xz = self.in_proj(u)
+        x, z = xz.chunk(2, dim=-1)
+        conv_state = torch.cat([state.conv_state[..., 1:], x.unsqueeze(-1).to(state.conv_state.dtype)], dim=-1)
+        w = self.conv1d.weight.squeeze(1)  # (d_inner, d_conv)
+        x = (conv_state.to(w.dtype) * w).sum(-1) + self.conv1d.bias
+        x = F.silu(x)
+        dt, B, C = self._ssm_params(x)
+        A = -torch.exp(self.A_log.float()).to(x.dtype)
+        dA = torch.exp(dt.unsqueeze(-1) * A)
+        h = dA * state.ssm_state.to(x.dtype) + (dt * x).unsqueeze(-1) * B.unsqueeze(1)
+        y = torch.einsum("ldn,ln->ld", h, C) + x * self.D.to(x.dtype)
+        y = y * F.silu(z)
+        return self.out_proj(y), MambaState(conv_state=conv_state, ssm_state=h.to(state.ssm_state.dtype))
