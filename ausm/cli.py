@@ -1,0 +1,183 @@
+"""Command-line interface: ``ausm segment | train | benchmark``.
+
+Exit codes: 0 success, 2 bad input / config / checkpoint (a one-line ``error:`` message on stderr),
+130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import AUSMError
+
+
+def pick_device(name: str = "auto"):
+    """``auto`` → CUDA if available, else MPS, else CPU; or the named device."""
+    import torch
+
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+# -- segment ------------------------------------------------------------------------------------
+def cmd_segment(args) -> int:
+    import numpy as np
+    from tqdm import tqdm
+
+    from .checkpoint import load_model
+    from .errors import InputError
+    from .inference.session import Session
+    from .io import OverlayWriter, load_prompt_mask, object_ids, read_frames, save_index_png
+
+    if args.prompt is None and not args.unprompted:
+        raise InputError("give --prompt MASK.png (first-frame mask) or --unprompted")
+    reader = read_frames(args.input)
+    prompt = None
+    if args.prompt is not None:
+        size = reader.size
+        if size is None:
+            first = next(iter(reader))
+            size = first.shape[:2]
+        prompt = load_prompt_mask(args.prompt, expected_size=tuple(size))
+        if len(object_ids(prompt)) > 254:
+            raise InputError("at most 254 objects can be written as palette PNGs")
+    model = load_model(args.checkpoint, device=pick_device(args.device))
+    session = Session(model, detect_new_objects=True if args.unprompted else None)
+    if prompt is not None:
+        for o in object_ids(prompt):
+            session.add_prompt(0, o, prompt == o)
+
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    n_written = 0
+    try:
+        total = len(reader)
+        with OverlayWriter(tmp / "overlay.mp4", fps=reader.fps) as ov:
+            for i, frame in enumerate(tqdm(reader, total=total, desc="segment", unit="frame",
+                                           disable=args.quiet)):
+                res = session.step(frame)
+                idx = res.index_mask
+                if idx.max(initial=0) > 254:
+                    raise InputError(f"object id {int(idx.max())} does not fit a palette PNG (ids 1..254)")
+                idx = idx.astype(np.uint8)
+                save_index_png(tmp / f"{i:05d}.png", idx)
+                ov.write(frame, idx)
+                n_written += 1
+        out.mkdir(parents=True, exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, out / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not args.quiet:
+        print(f"wrote {n_written} masks and overlay.mp4 to {out}")
+    return 0
+
+
+# -- train --------------------------------------------------------------------------------------
+def cmd_train(args) -> int:
+    import dataclasses
+
+    from .errors import ConfigError
+    from .train.trainer import TrainConfig, train
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    kw = {}
+    if args.config:
+        try:
+            kw.update(json.loads(Path(args.config).read_text()))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ConfigError(f"cannot read config {args.config}: {e}") from e
+    for item in args.overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} is not key=value")
+        k, v = item.split("=", 1)
+        if k not in fields:
+            raise ConfigError(f"unknown training option {k!r}; known: {sorted(fields)}")
+        try:
+            kw[k] = json.loads(v)
+        except json.JSONDecodeError:
+            kw[k] = v
+    unknown = set(kw) - set(fields)
+    if unknown:
+        raise ConfigError(f"unknown training options {sorted(unknown)}")
+    tc = TrainConfig(**kw)
+    out = train(tc, resume=args.resume)
+    print(f"checkpoint: {out / 'last'}")
+    return 0
+
+
+# -- benchmark ----------------------------------------------------------------------------------
+def cmd_benchmark(args) -> int:
+    from .checkpoint import load_model
+    from .eval.benchmark import benchmark_davis
+
+    model = load_model(args.checkpoint, device=pick_device(args.device))
+    year = 2016 if args.dataset == "davis2016" else 2017
+    res = benchmark_davis(model, args.root, split=args.split, resolution=args.resolution, year=year,
+                          task=args.task, out=args.out, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in res.items() if k != "per_object"}))
+    print(f"J-Mean {100 * res['J-Mean']:.1f} over {len(res['per_object'])} objects ({args.task})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ausm", description="AUSM: streaming universal video segmentation")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("segment", help="segment a video (frame folder or video file)")
+    s.add_argument("input", help="frame folder (jpg/png) or a video file")
+    s.add_argument("--prompt", help="first-frame mask PNG: binary (object 1) or index/palette (one object per id)")
+    s.add_argument("--unprompted", action="store_true", help="detect and track objects without a prompt")
+    s.add_argument("--out", required=True, help="output folder: %%05d.png index masks + overlay.mp4")
+    s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-tiny)")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_segment)
+
+    t = sub.add_parser("train", help="train a model (teacher-forced parallel training)")
+    t.add_argument("config", nargs="?", help="JSON file of TrainConfig fields")
+    t.add_argument("overrides", nargs="*", help="key=value overrides of TrainConfig fields")
+    t.add_argument("--resume", action="store_true", help="continue from OUT/last + OUT/trainer_state.pt")
+    t.set_defaults(func=cmd_train)
+
+    b = sub.add_parser("benchmark", help="run a model over a benchmark split and score it")
+    b.add_argument("dataset", choices=["davis2016", "davis2017"])
+    b.add_argument("--root", required=True)
+    b.add_argument("--split", default="val")
+    b.add_argument("--resolution", default="480p")
+    b.add_argument("--task", choices=["semi", "unsupervised"], default="semi")
+    b.add_argument("--checkpoint", default=None)
+    b.add_argument("--out", default=None)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_benchmark)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except AUSMError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

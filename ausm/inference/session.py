@@ -1,0 +1,330 @@
+"""Streaming inference (Algorithm 1): a typed :class:`Session` with a fixed-size state.
+
+Prompt semantics (spec §3 [D]):
+
+* A mask prompt for frame k names a client-chosen object id. A **new** object gets a fresh ID vector
+  (drawn uniformly from the free IDs). On the first frame of the stream its mask is also the prompt
+  history M_0 painted on the start token X_0, exactly as the prompted Algorithm 1 starts; on a later
+  frame it enters the history M_k after frame k (the same path as a new detection).
+* On the prompted frame the object's output mask **is** the prompt, and the prompt (not the
+  prediction) becomes its history for the next frame. Re-prompting an existing object replaces its
+  mask that way.
+* Unprompted (``detect_new_objects=True``): detection queries whose foreground probability exceeds
+  ``fg_threshold`` (0.5 [P]) become new tracks; when no free ID is left the lowest-scoring new
+  detections are dropped. Tracks are never deleted by the model; an absent object keeps its ID with
+  an empty mask.
+
+State size: the network state (X_{t-1} and the Mamba states) plus fixed tables of ``num_ids`` slots
+(ID index, object id, history mask on the h×w grid, used flag). Nothing grows with the frame count.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
+
+
+@dataclass
+class FrameResult:
+    """Output of one :meth:`Session.step`.
+
+    Attributes:
+        frame_idx: 0-based index of the frame in the stream.
+        obj_ids: client object ids, in track order.
+        masks: (n, H, W) bool masks at the input frame's resolution.
+        scores: (n,) float32 foreground probabilities of the tracks (1.0 on prompted frames).
+        index_mask: (H, W) uint16 VOS index mask: per pixel the object with the highest probability
+            among those above 0.5, else 0 (spec §7).
+        new_obj_ids: objects that started on this frame (prompts and detections).
+    """
+
+    frame_idx: int
+    obj_ids: list[int]
+    masks: np.ndarray
+    scores: np.ndarray
+    index_mask: np.ndarray
+    new_obj_ids: list[int] = field(default_factory=list)
+
+
+def _to_tensor_image(frame) -> torch.Tensor:
+    """np (H, W, 3) uint8 RGB or torch (3, H, W) float in [0, 1] → (1, 3, H, W) float32."""
+    if isinstance(frame, np.ndarray):
+        if frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputError(f"frame must be (H, W, 3) RGB, got shape {frame.shape}")
+        t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()
+        if frame.dtype == np.uint8:
+            t = t / 255.0
+        return t.unsqueeze(0)
+    if isinstance(frame, torch.Tensor):
+        if frame.ndim != 3 or frame.shape[0] != 3:
+            raise InputError(f"frame tensor must be (3, H, W), got {tuple(frame.shape)}")
+        return frame.float().unsqueeze(0)
+    raise InputError(f"frame must be a numpy array or a torch tensor, got {type(frame).__name__}")
+
+
+class Session:
+    """A streaming segmentation session over one video (Algorithm 1).
+
+    Args:
+        model: the network (its device and dtype are used).
+        detect_new_objects: discover new objects with the detection queries; default: True when the
+            session starts without prompts, False when prompts are given before the first frame.
+        class_head: class head used for foreground scores (``"agnostic"`` or a dataset name).
+        fg_threshold: foreground threshold for new detections (default ``model.cfg.fg_threshold``).
+        seed: seed of the ID sampler (reproducible runs).
+    """
+
+    def __init__(self, model: AUSMModel, detect_new_objects: bool | None = None, class_head: str = AGNOSTIC,
+                 fg_threshold: float | None = None, seed: int = 0):
+        self.model = model
+        self.cfg = model.cfg
+        if class_head not in model.class_heads:
+            raise InputError(f"unknown class head {class_head!r}; have {sorted(model.class_heads)}")
+        self.class_head = class_head
+        self.fg_threshold = self.cfg.fg_threshold if fg_threshold is None else float(fg_threshold)
+        if not 0.0 < self.fg_threshold < 1.0:
+            raise InputError(f"fg_threshold must be in (0, 1), got {self.fg_threshold}")
+        self._detect_arg = detect_new_objects
+        self._seed = seed
+        p = next(model.parameters())
+        self.device, self.dtype = p.device, p.dtype
+        self.reset()
+
+    # -- state --------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every object, prompt and frame (the session can be reused for a new video)."""
+        N = self.cfg.num_ids
+        self._gen = torch.Generator().manual_seed(self._seed)
+        self._state: StreamState | None = None
+        self._frame_size: tuple[int, int] | None = None
+        self._input_size: tuple[int, int] | None = None
+        self._n = 0
+        self._slot_id = torch.full((N,), -1, dtype=torch.long)
+        self._slot_obj = torch.full((N,), -1, dtype=torch.long)
+        self._slot_mask: torch.Tensor | None = None  # (N, h*w), allocated on the first frame
+        self._free = torch.ones(N, dtype=torch.bool)
+        self._pending: dict[int, dict[int, np.ndarray]] = {}
+        self._frame_idx = 0
+        self._next_auto_id = 1
+
+    @property
+    def frame_idx(self) -> int:
+        """Index of the next frame :meth:`step` will consume."""
+        return self._frame_idx
+
+    @property
+    def obj_ids(self) -> list[int]:
+        return self._slot_obj[: self._n].tolist()
+
+    @property
+    def detect_new_objects(self) -> bool:
+        if self._detect_arg is not None:
+            return bool(self._detect_arg)
+        return not self._any_prompt
+
+    def state_nbytes(self) -> int:
+        """Bytes of the streaming state: network state + slot tables (constant over time)."""
+        n = self._slot_id.numel() * 8 + self._slot_obj.numel() * 8 + self._free.numel()
+        if self._slot_mask is not None:
+            n += self._slot_mask.numel() * self._slot_mask.element_size()
+        if self._state is not None:
+            n += self._state.nbytes()
+        return n
+
+    # -- prompts ------------------------------------------------------------------------------
+    def add_prompt(self, frame_idx: int, obj_id: int, mask) -> None:
+        """Give the mask of object ``obj_id`` on frame ``frame_idx`` (≥ the next frame to process).
+
+        Args:
+            frame_idx: 0-based frame index, not yet processed.
+            obj_id: client object id, 1..65535.
+            mask: (H, W) bool / {0,1} array (or torch tensor) at the input frame's resolution.
+
+        Raises:
+            InputError: past frame, bad id, empty mask, wrong size.
+        """
+        if not isinstance(obj_id, (int, np.integer)) or not 0 < int(obj_id) < 65536:
+            raise InputError(f"obj_id must be an integer in 1..65535, got {obj_id!r}")
+        if frame_idx < self._frame_idx:
+            raise InputError(f"frame {frame_idx} was already processed (next frame is {self._frame_idx})")
+        m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+        if m.ndim != 2:
+            raise InputError(f"prompt mask must be 2-D (H, W), got shape {m.shape}")
+        m = m > 0
+        if not m.any():
+            raise InputError(f"prompt mask for object {obj_id} on frame {frame_idx} is empty")
+        if self._frame_size is not None and m.shape != self._frame_size:
+            raise InputError(f"prompt mask size {m.shape} differs from the frame size {self._frame_size}")
+        self._pending.setdefault(int(frame_idx), {})[int(obj_id)] = m
+        self._any_prompt = True
+
+    _any_prompt = False
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _allocate(self, obj_id: int) -> int:
+        free = torch.nonzero(self._free).flatten()
+        if len(free) == 0:
+            raise InputError(f"no free ID vector left for object {obj_id} (at most {self.cfg.num_ids} objects)")
+        j = free[torch.randint(len(free), (), generator=self._gen)].item()
+        self._free[j] = False
+        slot = self._n
+        self._slot_id[slot] = j
+        self._slot_obj[slot] = obj_id
+        self._slot_mask[slot] = 0
+        self._n += 1
+        self._next_auto_id = max(self._next_auto_id, obj_id + 1)
+        return slot
+
+    def remove(self, obj_id: int) -> None:
+        """Stop tracking ``obj_id`` and free its ID vector.
+
+        Raises:
+            InputError: unknown object id.
+        """
+        objs = self.obj_ids
+        if obj_id not in objs:
+            raise InputError(f"unknown object id {obj_id}; tracked: {objs}")
+        s = objs.index(obj_id)
+        self._free[self._slot_id[s]] = True
+        keep = [i for i in range(self._n) if i != s]
+        n = self._n - 1
+        self._slot_id[:n] = self._slot_id[keep].clone()
+        self._slot_obj[:n] = self._slot_obj[keep].clone()
+        if self._slot_mask is not None:
+            self._slot_mask[:n] = self._slot_mask[keep].clone()
+        self._slot_id[n], self._slot_obj[n] = -1, -1
+        if self._slot_mask is not None:
+            self._slot_mask[n] = 0
+        self._n = n
+
+    def _grid_mask(self, m: torch.Tensor) -> torch.Tensor:
+        """(k, Hm, Wm) binary masks at the model input → (k, h·w) area-averaged history masks."""
+        return AUSMModel.history_masks_from_images(m.float(), self._state.hw).to(self.dtype)
+
+    def _prompt_to_input(self, m: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(m).float()[None, None]
+        return F.interpolate(t, size=self._input_size, mode="nearest")[0, 0].to(self.device)
+
+    # -- main loop ----------------------------------------------------------------------------
+    @torch.inference_mode()
+    def step(self, frame) -> FrameResult:
+        """Process the next frame.
+
+        Args:
+            frame: (H, W, 3) uint8 RGB numpy array, or a (3, H, W) float tensor in [0, 1].
+
+        Returns:
+            :class:`FrameResult` at the frame's resolution.
+
+        Raises:
+            InputError: bad frame shape, or a frame size that differs from the first frame's.
+        """
+        img = _to_tensor_image(frame)
+        H, W = img.shape[-2:]
+        k = self._frame_idx
+        if self._frame_size is None:
+            self._frame_size = (H, W)
+            self._input_size = self.model.input_size(H, W)
+            hw = (self._input_size[0] // 8, self._input_size[1] // 8)
+            self._state = self.model.init_state(1, hw, device=self.device, dtype=self.dtype)
+            self._slot_mask = torch.zeros(self.cfg.num_ids, hw[0] * hw[1], dtype=self.dtype, device=self.device)
+        elif (H, W) != self._frame_size:
+            raise InputError(f"frame {k} is {H}x{W}, the stream started at {self._frame_size[0]}x{self._frame_size[1]}")
+        for m in self._pending.get(k, {}).values():
+            if m.shape != self._frame_size:
+                raise InputError(f"prompt mask size {m.shape} differs from the frame size {self._frame_size}")
+        x = F.interpolate(img, size=self._input_size, mode="bilinear", align_corners=False,
+                          antialias=True).to(self.device, self.dtype).clamp(0, 1)
+        prompts = self._pending.pop(k, {})
+        prompt_in = {o: self._prompt_to_input(m) for o, m in prompts.items()}
+        new_ids: list[int] = []
+        if k == 0:  # prompted Algorithm 1: A_0 = Sampler(B, |y_0|), M_0 = prompt masks
+            for o, m in prompt_in.items():
+                s = self._allocate(o)
+                self._slot_mask[s] = self._grid_mask(m[None])[0]
+                new_ids.append(o)
+        n = self._n
+        pred, self._state = self.model.step(
+            x, self._state, self._slot_id[:n].to(self.device)[None],
+            torch.ones(1, n, dtype=torch.bool, device=self.device), self._slot_mask[:n][None])
+        logits = pred.final_masks[0].float()  # (n + N_det, H4, W4)
+        fg = self.model.foreground_prob(pred.final_embs[0], self.class_head).float()
+        trk_logits, det_logits = logits[:n], logits[n:]
+        scores = fg[:n].clone()
+        # new detections
+        if self.detect_new_objects:
+            free = int(self._free.sum())
+            cand = torch.nonzero(fg[n:] > self.fg_threshold).flatten()
+            cand = cand[torch.argsort(fg[n:][cand], descending=True)]
+            keep = []
+            for q in cand.tolist():
+                if len(keep) >= free:
+                    break  # no free ID left: the lowest-scoring detections are dropped
+                if (det_logits[q] > 0).any():
+                    keep.append(q)
+            if keep:
+                trk_logits = torch.cat([trk_logits, det_logits[keep]], 0)
+                scores = torch.cat([scores, fg[n:][keep]], 0)
+                for _ in keep:
+                    o = self._next_auto_id
+                    while o in self.obj_ids or o in prompts:
+                        o += 1
+                    self._allocate(o)
+                    new_ids.append(o)
+        # masks at the model input resolution → history M_k
+        up = F.interpolate(trk_logits[None], size=self._input_size, mode="bilinear", align_corners=False)[0]
+        m_in = (up > 0).float()
+        n_all = m_in.shape[0]  # == self._n: tracks + new detections
+        # outputs at the frame resolution
+        probs = F.interpolate(trk_logits[None], size=(H, W), mode="bilinear", align_corners=False)[0].sigmoid()
+        # later-frame prompts: new objects get a slot now; prompted masks override predictions
+        objs = self._slot_obj[:n_all].tolist()
+        for o, m in prompt_in.items():
+            if o in objs:
+                s = objs.index(o)
+            else:
+                s = self._allocate(o)
+                new_ids.append(o)
+                objs.append(o)
+                m_in = torch.cat([m_in, torch.zeros_like(m_in[:1])], 0)
+                probs = torch.cat([probs, torch.zeros_like(probs[:1])], 0)
+                scores = torch.cat([scores, scores.new_ones(1)], 0)
+            m_in[s] = m
+            probs[s] = torch.from_numpy(prompts[o]).to(probs)
+            scores[s] = 1.0
+        n_all = self._n
+        if n_all:
+            self._slot_mask[:n_all] = self._grid_mask(m_in)
+        masks = probs > 0.5
+        if n_all:
+            best = probs.argmax(0)
+            idx = torch.where(masks.any(0), self._slot_obj[:n_all].to(best.device)[best], torch.zeros_like(best))
+        else:
+            idx = torch.zeros(H, W, dtype=torch.long)
+        self._frame_idx += 1
+        return FrameResult(frame_idx=k, obj_ids=self._slot_obj[:n_all].tolist(),
+                           masks=masks.cpu().numpy(), scores=scores.float().cpu().numpy(),
+                           index_mask=idx.cpu().numpy().astype(np.uint16), new_obj_ids=new_ids)
+
+
+def propagate(model: AUSMModel, frames: Iterable, prompts: dict[int, dict[int, np.ndarray]] | None = None,
+              **session_kwargs) -> Iterator[FrameResult]:
+    """Offline convenience built on :meth:`Session.step`: yields one :class:`FrameResult` per frame.
+
+    Args:
+        frames: an iterable of (H, W, 3) uint8 RGB frames (e.g. a :class:`~ausm.io.FrameReader`).
+        prompts: ``{frame_idx: {obj_id: mask (H, W)}}``; ``None`` or empty = unprompted.
+        session_kwargs: passed to :class:`Session`.
+    """
+    session = Session(model, **session_kwargs)
+    for f_idx, objs in (prompts or {}).items():
+        for o, m in objs.items():
+            session.add_prompt(f_idx, o, m)
+    for frame in frames:
+        yield session.step(frame)
