@@ -25,6 +25,15 @@ def _find_image_set(root: Path, year: int, split: str) -> Path | None:
     return None
 
 
+def _sequence_name(line: str) -> str:
+    """Sequence name of an ImageSets line: ``bear`` (2017 style) or a frame/mask path pair
+    ``/JPEGImages/480p/bear/00000.jpg /Annotations/480p/bear/00000.png`` (2016 style)."""
+    parts = line.split()[0].strip("/").split("/")
+    if len(parts) >= 2 and "." in parts[-1]:  # a file path: the sequence is its folder
+        return parts[-2]
+    return parts[-1]
+
+
 class DavisDataset:
     """Sequences of a DAVIS root.
 
@@ -56,7 +65,7 @@ class DavisDataset:
                 f = _find_image_set(self.root, year, split)
                 if f is None:
                     raise InputError(f"no ImageSets file for split {split!r} under {self.root}")
-                sequences = [ln.split()[0].strip("/").split("/")[-1] for ln in f.read_text().splitlines() if ln.strip()]
+                sequences = [_sequence_name(ln) for ln in f.read_text().splitlines() if ln.strip()]
                 sequences = list(dict.fromkeys(sequences))
         self.sequences = list(sequences)
         for s in self.sequences:

@@ -112,6 +112,7 @@ class Session:
         self._pending: dict[int, dict[int, np.ndarray]] = {}
         self._frame_idx = 0
         self._next_auto_id = 1
+        self._any_prompt = False
 
     @property
     def frame_idx(self) -> int:
@@ -239,6 +240,11 @@ class Session:
         for m in self._pending.get(k, {}).values():
             if m.shape != self._frame_size:
                 raise InputError(f"prompt mask size {m.shape} differs from the frame size {self._frame_size}")
+        # check the ID capacity before any state changes; prompted objects take precedence over detections
+        new_prompted = [o for o in self._pending.get(k, {}) if o not in self.obj_ids]
+        if len(new_prompted) > int(self._free.sum()):
+            raise InputError(f"frame {k}: {len(new_prompted)} new prompted objects but only "
+                             f"{int(self._free.sum())} free ID vectors (at most {self.cfg.num_ids} objects)")
         x = F.interpolate(img, size=self._input_size, mode="bilinear", align_corners=False,
                           antialias=True).to(self.device, self.dtype).clamp(0, 1)
         prompts = self._pending.pop(k, {})
@@ -259,7 +265,7 @@ class Session:
         scores = fg[:n].clone()
         # new detections
         if self.detect_new_objects:
-            free = int(self._free.sum())
+            free = int(self._free.sum()) - (len(new_prompted) if k > 0 else 0)  # keep IDs for prompts
             cand = torch.nonzero(fg[n:] > self.fg_threshold).flatten()
             cand = cand[torch.argsort(fg[n:][cand], descending=True)]
             keep = []
@@ -273,7 +279,7 @@ class Session:
                 scores = torch.cat([scores, fg[n:][keep]], 0)
                 for _ in keep:
                     o = self._next_auto_id
-                    while o in self.obj_ids or o in prompts:
+                    while o in self.obj_ids or o in prompts or any(o in p for p in self._pending.values()):
                         o += 1
                     self._allocate(o)
                     new_ids.append(o)

@@ -190,7 +190,8 @@ class AUSMModel(nn.Module):
         device = device or p.device
         dtype = dtype or p.dtype
         P = hw[0] * hw[1]
-        x_prev = self.start_token.detach().to(device, dtype).view(1, 1, -1).expand(batch, P, -1).clone()
+        # not detached: in iterative (frame-by-frame) training X_0 receives gradients as in Algorithm 2
+        x_prev = self.start_token.to(device, dtype).view(1, 1, -1).expand(batch, P, -1)
         return StreamState(x_prev=x_prev, mamba=self.compressor.init_state(batch * P, device, dtype), hw=hw)
 
     def step(self, frame: torch.Tensor, state: StreamState, track_ids: torch.Tensor,

@@ -44,10 +44,13 @@ def point_sample(x: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         coords: (N, P, 2) points, (x, y) in [0, 1] (0 = left/top edge, 1 = right/bottom edge).
 
     Returns:
-        (N, P) sampled values.
+        (N, P) sampled values. Points within half a pixel of the border take the border value
+        (``padding_mode="border"``; Mask2Former pads with zeros, which biases masks that touch the
+        image border towards background).
     """
     grid = coords.to(x.dtype) * 2.0 - 1.0
-    return F.grid_sample(x.unsqueeze(1), grid.unsqueeze(1), align_corners=False).squeeze(1).squeeze(1)
+    return F.grid_sample(x.unsqueeze(1), grid.unsqueeze(1), align_corners=False,
+                         padding_mode="border").squeeze(1).squeeze(1)
 
 
 def uncertain_points(logits: torch.Tensor, num_points: int, oversample: float, importance: float,
