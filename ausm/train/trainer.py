@@ -91,9 +91,8 @@ def prepare_batch(samples, num_ids: int, prompt_prob: float, detect_only_prob: f
     hw = (H // 8, W // 8)
     tfs = []
     for s in samples:
-        pp = prompt_prob if not s.get("exhaustive", False) else prompt_prob
-        if not s.get("exhaustive", False):
-            pp = 1.0  # VOS labels are not exhaustive: every instance is a prompt (spec §5 [D])
+        # VOS labels are not exhaustive: every instance is a prompt (spec §5 [D])
+        pp = prompt_prob if s.get("exhaustive", False) else 1.0
         tfs.append(preprocess(s["masks"], hw, num_ids, prompt_prob=pp, detect_only_prob=detect_only_prob,
                               generator=generator))
     targets, ids, active, hist = collate_targets(samples, tfs)
