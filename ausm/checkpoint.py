@@ -114,13 +114,16 @@ def load_model(path_or_id=None, device: str | torch.device | None = None, dtype:
         raise CheckpointError(f"no {CONFIG_NAME} beside {wfile}")
     try:
         cfg = AUSMConfig.from_dict(json.loads(cfile.read_text()))
-    except (json.JSONDecodeError, ConfigError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, ConfigError) as e:
         raise CheckpointError(f"bad config {cfile}: {e}") from e
     try:
         state = load_file(str(wfile))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot read weights {wfile}: {e}") from e
-    model = AUSMModel(cfg)
+    try:
+        model = AUSMModel(cfg)
+    except Exception as e:  # e.g. a backbone type or backbone kwargs the installed transformers rejects
+        raise CheckpointError(f"cannot build the model of config {cfile}: {type(e).__name__}: {e}") from e
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:

@@ -58,11 +58,17 @@ def cmd_segment(args) -> int:
             session.add_prompt(0, o, prompt == o)
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    # parent folders this run creates are removed again if it fails (no output on error)
+    new_parents = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"cannot create the parent folder of --out {out}: {e}") from e
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     n_written = 0
+    ok = False
     try:
         total = len(reader)
         with OverlayWriter(tmp / "overlay.mp4", fps=reader.fps) as ov:
@@ -79,8 +85,15 @@ def cmd_segment(args) -> int:
         out.mkdir(parents=True, exist_ok=True)
         for f in sorted(tmp.iterdir()):
             os.replace(f, out / f.name)
+        ok = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if not ok:
+            for p in new_parents:  # deepest first; stops at the first non-empty one
+                try:
+                    p.rmdir()
+                except OSError:
+                    break
     if not args.quiet:
         print(f"wrote {n_written} masks and overlay.mp4 to {out}")
     return 0
@@ -95,6 +108,9 @@ def cmd_train(args) -> int:
 
     fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
     kw = {}
+    if args.config and "=" in args.config and not Path(args.config).exists():
+        args.overrides = [args.config, *args.overrides]  # no config file: the first word is an override
+        args.config = None
     if args.config:
         try:
             kw.update(json.loads(Path(args.config).read_text()))
@@ -115,7 +131,8 @@ def cmd_train(args) -> int:
         raise ConfigError(f"unknown training options {sorted(unknown)}")
     tc = TrainConfig(**kw)
     out = train(tc, resume=args.resume)
-    print(f"checkpoint: {out / 'last'}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"checkpoint: {out / 'last'}")
     return 0
 
 

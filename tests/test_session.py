@@ -368,3 +368,31 @@ def test_propagate(small_model, frames, m3, m7, m5):
     un = list(propagate(small_model, frames[:2], None, fg_threshold=0.01))
     assert len(un) == 2 and len(un[0].obj_ids) > 0
     assert list(propagate(small_model, [], prompts)) == []
+
+
+def test_frames_without_tracks_then_a_late_prompt(small_model, frames, m5):
+    """Frames with no object at all (nothing prompted yet, no detection) must not fail."""
+    s = Session(small_model, detect_new_objects=False)
+    s.add_prompt(2, 5, m5)
+    for k in range(2):
+        r = s.step(frames[k])
+        check_consistent(r)
+        assert r.obj_ids == [] and r.new_obj_ids == []
+        assert r.masks.shape == (0, H, W) and r.scores.shape == (0,)
+        assert not r.index_mask.any()
+    r2 = s.step(frames[2])
+    check_consistent(r2)
+    assert r2.obj_ids == [5] and r2.new_obj_ids == [5]
+    assert np.array_equal(r2.masks[0], m5)
+    assert np.array_equal(r2.index_mask, 5 * m5)
+    r3 = s.step(frames[3])
+    check_consistent(r3)
+    assert r3.obj_ids == [5]
+
+
+def test_unprompted_without_detections(small_model, frames):
+    s = Session(small_model, detect_new_objects=True, fg_threshold=0.999999)
+    for f in frames[:3]:
+        r = s.step(f)
+        check_consistent(r)
+        assert r.obj_ids == [] and not r.index_mask.any()

@@ -57,7 +57,10 @@ def _to_tensor_image(frame) -> torch.Tensor:
     if isinstance(frame, np.ndarray):
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise InputError(f"frame must be (H, W, 3) RGB, got shape {frame.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1).float()
+        a = np.ascontiguousarray(frame)
+        if not a.flags.writeable:  # e.g. frames decoded by PIL; torch warns on read-only arrays
+            a = a.copy()
+        t = torch.from_numpy(a).permute(2, 0, 1).float()
         if frame.dtype == np.uint8:
             t = t / 255.0
         return t.unsqueeze(0)
@@ -66,6 +69,13 @@ def _to_tensor_image(frame) -> torch.Tensor:
             raise InputError(f"frame tensor must be (3, H, W), got {tuple(frame.shape)}")
         return frame.float().unsqueeze(0)
     raise InputError(f"frame must be a numpy array or a torch tensor, got {type(frame).__name__}")
+
+
+def _resize(t: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resize of (k, h, w) logits to (k, *size); k may be 0 (no tracks)."""
+    if t.shape[0] == 0:
+        return t.new_zeros((0, *size))
+    return F.interpolate(t[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
 class Session:
@@ -182,6 +192,7 @@ class Session:
         self._next_auto_id = max(self._next_auto_id, obj_id + 1)
         return slot
 
+    @torch.inference_mode()  # the slot tables are created inside step's inference mode
     def remove(self, obj_id: int) -> None:
         """Stop tracking ``obj_id`` and free its ID vector.
 
@@ -284,11 +295,11 @@ class Session:
                     self._allocate(o)
                     new_ids.append(o)
         # masks at the model input resolution → history M_k
-        up = F.interpolate(trk_logits[None], size=self._input_size, mode="bilinear", align_corners=False)[0]
+        up = _resize(trk_logits, self._input_size)
         m_in = (up > 0).float()
         n_all = m_in.shape[0]  # == self._n: tracks + new detections
         # outputs at the frame resolution
-        probs = F.interpolate(trk_logits[None], size=(H, W), mode="bilinear", align_corners=False)[0].sigmoid()
+        probs = _resize(trk_logits, (H, W)).sigmoid()
         # later-frame prompts: new objects get a slot now; prompted masks override predictions
         objs = self._slot_obj[:n_all].tolist()
         for o, m in prompt_in.items():
@@ -298,8 +309,8 @@ class Session:
                 s = self._allocate(o)
                 new_ids.append(o)
                 objs.append(o)
-                m_in = torch.cat([m_in, torch.zeros_like(m_in[:1])], 0)
-                probs = torch.cat([probs, torch.zeros_like(probs[:1])], 0)
+                m_in = torch.cat([m_in, m_in.new_zeros((1, *m_in.shape[1:]))], 0)
+                probs = torch.cat([probs, probs.new_zeros((1, *probs.shape[1:]))], 0)
                 scores = torch.cat([scores, scores.new_ones(1)], 0)
             m_in[s] = m
             probs[s] = torch.from_numpy(prompts[o]).to(probs)

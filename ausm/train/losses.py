@@ -114,6 +114,11 @@ class ClipTargets:
     det_enabled: torch.Tensor
     heads: list[str]
 
+    def to(self, device) -> "ClipTargets":
+        """A copy with every tensor on ``device``."""
+        return ClipTargets(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                              for k, v in self.__dict__.items()})
+
 
 class SetCriterion:
     """Callable ``criterion(model, prediction, targets, generator=None) -> dict`` of scalar losses;

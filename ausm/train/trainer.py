@@ -4,6 +4,7 @@ Run: ``ausm train --davis-root ROOT --out runs/tiny [--steps N] [--resume]`` (se
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -47,7 +48,8 @@ class TrainConfig:
     size: tuple[int, int] = (224, 384)
     batch_size: int = 2
     grad_accum: int = 1
-    steps: int = 2000
+    steps: int = 2000  # length of the schedule (lr drop at lr_drop_at · steps)
+    max_steps: int = 0  # stop after this step without changing the schedule (0 = steps)
     lr: float = 2e-4
     backbone_lr_mult: float = 1.0
     weight_decay: float = 0.05
@@ -61,6 +63,8 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 0
     mode: str = "parallel"  # or "iterative" (frame-by-frame baseline)
+    device: str = "auto"  # auto: CUDA (rank's local GPU) if available, else CPU
+    bf16: bool = True  # bf16 autocast on CUDA GPUs that support it (never fp16 on CPU)
 
 
 def run_model(model: AUSMModel, frames, track_ids, track_active, hist_masks, mode: str = "parallel") -> Prediction:
@@ -82,6 +86,21 @@ def run_model(model: AUSMModel, frames, track_ids, track_active, hist_masks, mod
     return Prediction(embs=[torch.stack([s.embs[i] for s in steps], 1) for i in range(L)],
                       masks=[torch.stack([s.masks[i] for s in steps], 1) for i in range(L)],
                       num_tracks=track_ids.shape[1])
+
+
+class TrainStep(torch.nn.Module):
+    """Model + loss as one module (what DistributedDataParallel wraps): ``forward`` returns the loss
+    dict of :class:`SetCriterion` for a teacher-forced batch, in ``parallel`` or ``iterative`` mode."""
+
+    def __init__(self, model: AUSMModel, criterion: SetCriterion, mode: str = "parallel"):
+        super().__init__()
+        self.model = model
+        self.criterion = criterion
+        self.mode = mode
+
+    def forward(self, frames, track_ids, track_active, hist_masks, targets, generator=None):
+        pred = run_model(self.model, frames, track_ids, track_active, hist_masks, self.mode)
+        return self.criterion(self.model, pred, targets, generator)
 
 
 def prepare_batch(samples, num_ids: int, prompt_prob: float, detect_only_prob: float, generator=None):
@@ -128,20 +147,45 @@ def _save_training_state(out: Path, model, opt, step: int, tc: TrainConfig, hist
     """Atomic training checkpoint: weights (safetensors folder) + optimiser/step state (.pt)."""
     save_model(model, out / "last")
     tmp = out / ".trainer_state.pt.tmp"
-    torch.save({"optimizer": opt.state_dict(), "step": step, "train_config": dataclasses.asdict(tc),
-                "rng": torch.get_rng_state()}, tmp)
+    torch.save({"optimizer": opt.state_dict(), "step": step, "train_config": dataclasses.asdict(tc)}, tmp)
     os.replace(tmp, out / "trainer_state.pt")
     tmp = out / ".history.json.tmp"
     tmp.write_text(json.dumps(history))
     os.replace(tmp, out / "history.json")
 
 
-def train(tc: TrainConfig, resume: bool = False) -> Path:
-    """Train a model with the teacher-forced parallel forward; returns the output folder.
+def _dist_info():
+    """(rank, world_size, local_rank) from the torchrun environment (1 process without it)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    return rank, world, local
 
-    Writes ``OUT/last/`` (model.safetensors + config.json) every ``ckpt_every`` steps and at the end,
-    ``OUT/trainer_state.pt`` (optimiser, step, RNG), ``OUT/history.json`` (loss per logged step) and
-    ``OUT/train.log``.
+
+def _training_device(tc: TrainConfig, local_rank: int) -> torch.device:
+    if tc.device != "auto":
+        return torch.device(tc.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+def train(tc: TrainConfig, resume: bool = False) -> Path:
+    """Train a model with the teacher-forced parallel forward (or the iterative baseline); returns the
+    output folder.
+
+    Distributed: launched by ``torchrun --nproc_per_node=N -m ausm.train ...`` every rank runs this
+    function; DistributedDataParallel averages gradients (gloo on CPU, NCCL on CUDA). Rank r of W takes
+    samples ``((step·grad_accum + micro)·W + r)·batch_size + j`` of the deterministic sample stream, so
+    the **global batch** is ``batch_size × grad_accum × W`` clips per optimiser step.
+
+    Every step's randomness (clip choice, augmentation, switch frames, ID sampling, point sampling) is
+    seeded from (seed, step, rank), so a run resumed from a checkpoint continues exactly as an
+    uninterrupted run with the same seed.
+
+    Writes (rank 0) ``OUT/last/`` (model.safetensors + config.json) every ``ckpt_every`` steps and at the
+    end, ``OUT/trainer_state.pt`` (optimiser, step), ``OUT/history.json`` (losses per logged step),
+    ``OUT/train.log`` and TensorBoard events in ``OUT/tb`` when ``tensorboard`` is installed.
     """
     from tqdm import tqdm
 
@@ -149,14 +193,24 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
     from ..data.clips import DavisClips, collate_clips
     from ..data.davis import DavisDataset
 
+    rank, world, local_rank = _dist_info()
+    device = _training_device(tc, local_rank)
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend=backend)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     out = Path(tc.out)
-    out.mkdir(parents=True, exist_ok=True)
-    fh = logging.FileHandler(out / "train.log")
-    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(fh)
-    log.setLevel(logging.INFO)
+    is_main = rank == 0
+    fh = None
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        fh = logging.FileHandler(out / "train.log")
+        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(fh)
+        log.setLevel(logging.INFO)
     torch.manual_seed(tc.seed)
     step0, history = 0, []
     if resume and (out / "trainer_state.pt").exists():
@@ -166,9 +220,8 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
         st = torch.load(out / "trainer_state.pt", weights_only=True)
         opt.load_state_dict(st["optimizer"])
         step0 = int(st["step"])
-        torch.set_rng_state(st["rng"])
         if (out / "history.json").exists():
-            history = json.loads((out / "history.json").read_text())
+            history = [h for h in json.loads((out / "history.json").read_text()) if h["step"] <= step0]
         log.info("resumed at step %d", step0)
     elif resume:
         raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
@@ -177,14 +230,34 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
         model = AUSMModel(cfg)
         model.train()
         opt = build_optimizer(model, tc)
-    (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
+    model.to(device)
+    for state in opt.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor):
+                state[k] = v.to(device)
+    crit = SetCriterion(LossConfig(num_points=tc.num_points))
+    net = TrainStep(model, crit, tc.mode)
+    if world > 1:  # DDP wraps model + loss: the class heads are used inside forward
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    if is_main:
+        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
     davis = DavisDataset(tc.davis_root, split=tc.davis_split, resolution=tc.davis_resolution, year=tc.davis_year)
     ds = DavisClips(davis, clip_len=tc.clip_len, max_stride=tc.max_stride, size=tuple(tc.size),
-                    exhaustive=tc.exhaustive, samples_per_epoch=tc.steps * tc.batch_size * tc.grad_accum,
+                    exhaustive=tc.exhaustive, samples_per_epoch=tc.steps * tc.batch_size * tc.grad_accum * world,
                     seed=tc.seed)
-    crit = SetCriterion(LossConfig(num_points=tc.num_points))
-    gen = torch.Generator().manual_seed(tc.seed + step0)
-    bar = tqdm(range(step0, tc.steps), initial=step0, total=tc.steps, desc="train", dynamic_ncols=True)
+    use_bf16 = tc.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    tb = None
+    if is_main:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            tb = SummaryWriter(str(out / "tb"))
+        except ImportError:
+            tb = None
+    end = min(tc.steps, tc.max_steps) if tc.max_steps else tc.steps
+    bar = tqdm(range(step0, end), initial=step0, total=end, desc="train", dynamic_ncols=True,
+               disable=not is_main)
     t_last = time.time()
     for step in bar:
         lr = lr_at(step, tc)
@@ -192,15 +265,23 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
             g["lr"] = lr * g.get("base_lr_mult", 1.0)
         opt.zero_grad(set_to_none=True)
         logs = {}
+        gen = torch.Generator().manual_seed((tc.seed * 1_000_003 + step) * 1_009 + rank)
         for micro in range(tc.grad_accum):
-            base = (step * tc.grad_accum + micro) * tc.batch_size
+            base = ((step * tc.grad_accum + micro) * world + rank) * tc.batch_size
             samples = collate_clips([ds[base + j] for j in range(tc.batch_size)])
             frames, ids, active, hist, targets = prepare_batch(
                 samples, model.cfg.num_ids, tc.prompt_prob, tc.detect_only_prob, gen)
-            pred = run_model(model, frames, ids, active, hist, tc.mode)
-            losses = crit(model, pred, targets, gen)
-            loss = losses["loss"] / tc.grad_accum
-            if loss.requires_grad:
+            frames, ids, active, hist = (x.to(device) for x in (frames, ids, active, hist))
+            targets = targets.to(device)
+            sync = micro == tc.grad_accum - 1 or world == 1
+            ctx = net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
+            with ctx:
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                    losses = net(frames, ids, active, hist, targets, gen)
+                loss = losses["loss"] / tc.grad_accum
+                # every rank must run backward for DDP's all-reduce, even with nothing to learn
+                if not loss.requires_grad:
+                    loss = loss + 0.0 * sum(p.sum() for p in model.parameters())
                 loss.backward()
             for k, v in losses.items():
                 logs[k] = logs.get(k, 0.0) + float(v.detach()) / tc.grad_accum
@@ -209,14 +290,31 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
             opt.step()
         else:
             log.info("step %d: non-finite gradient norm, update skipped", step)
-        if (step + 1) % tc.log_every == 0 or step == step0:
+        if is_main and ((step + 1) % tc.log_every == 0 or step == step0):
             dt = time.time() - t_last
             t_last = time.time()
             rec = {"step": step + 1, "lr": lr, "grad_norm": float(gn), "sec": dt, **logs}
             history.append(rec)
             log.info(json.dumps(rec))
             bar.set_postfix(loss=f"{logs['loss']:.3f}")
-        if (step + 1) % tc.ckpt_every == 0 or step + 1 == tc.steps:
+            if tb is not None:
+                for k, v in logs.items():
+                    tb.add_scalar(f"train/{k}", v, step + 1)
+                tb.add_scalar("train/lr", lr, step + 1)
+        if is_main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == end):
             _save_training_state(out, model, opt, step + 1, tc, history)
-    log.removeHandler(fh)
+    if world > 1:
+        # every rank must hold the same weights: gather a checksum of each rank's parameters
+        flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
+        mine = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.float64).remainder(7919)).sum()])
+        mine = mine.to(device)
+        gathered = [torch.zeros_like(mine) for _ in range(world)]
+        torch.distributed.all_gather(gathered, mine)
+        if is_main:
+            (out / "rank_checksums.json").write_text(json.dumps([g.tolist() for g in gathered]))
+        torch.distributed.barrier()
+    if tb is not None:
+        tb.close()
+    if fh is not None:
+        log.removeHandler(fh)
     return out
