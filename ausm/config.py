@@ -31,6 +31,9 @@ class AUSMConfig:
         backbone_kwargs: keyword arguments of that type's config (``out_features`` is set by us).
         backbone_pretrained: optional hub id / path for ``AutoBackbone.from_pretrained``; ``None`` =
             random init from the config (offline).
+        encoder: neck of the frame encoder: ``"fpn"`` (light) or ``"mask2former"`` (the paper's:
+            Mask2Former's pixel-level module, so COCO instance weights can initialise it).
+        mask2former_kwargs: extra ``Mask2FormerConfig`` fields for ``encoder="mask2former"``.
         hidden_dim: D, width of every token (256 [P]).
         num_queries: N_det detection queries V (100 [P]).
         num_ids: N_id ID vectors in the buffer B (100 [P]); also the most objects a stream can hold.
@@ -55,6 +58,8 @@ class AUSMConfig:
     backbone_type: str = "resnet"
     backbone_kwargs: dict[str, Any] = field(default_factory=dict)
     backbone_pretrained: str | None = None
+    encoder: str = "fpn"
+    mask2former_kwargs: dict[str, Any] = field(default_factory=dict)
     hidden_dim: int = 256
     num_queries: int = 100
     num_ids: int = 100
@@ -108,6 +113,8 @@ class AUSMConfig:
                 raise ConfigError(f"config.hidden_dim {self.hidden_dim} is not divisible by config.{n}")
         if not 0.0 < self.fg_threshold < 1.0:
             raise ConfigError(f"config.fg_threshold must be in (0, 1), got {self.fg_threshold}")
+        if self.encoder not in ("fpn", "mask2former"):
+            raise ConfigError(f"config.encoder must be 'fpn' or 'mask2former', got {self.encoder!r}")
         if "agnostic" in self.class_heads:
             raise ConfigError("class head name 'agnostic' is reserved for the class-agnostic head")
         for k, v in self.class_heads.items():
@@ -179,7 +186,7 @@ def _swin(name: str, embed_dim: int, depths: list[int], heads: list[int], window
         compressor_layers=6, compressor_heads=8, compressor_ffn=1024,
         history_decoder_layers=6, history_decoder_heads=8, history_decoder_ffn=1024,
         pixel_decoder_layers=9, pixel_decoder_heads=8, pixel_decoder_ffn=2048,
-        mask_dim=256, class_heads=dict(PAPER_CLASS_HEADS),
+        mask_dim=256, class_heads=dict(PAPER_CLASS_HEADS), encoder="mask2former",
         input_short_side=1024, input_max_long_side=1824,
     )
 

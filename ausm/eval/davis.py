@@ -142,40 +142,63 @@ def seg2bmap(mask: np.ndarray) -> np.ndarray:
     return b
 
 
-def _label_boundaries(lab: np.ndarray, labels) -> dict[int, np.ndarray]:
+def _label_boundaries(lab: np.ndarray, labels, box: tuple[int, int, int, int] | None = None
+                      ) -> dict[int, np.ndarray]:
     """BSDS boundary pixels of ``lab == l`` for every ``l`` in ``labels``, at once.
 
     A pixel ``p`` is on the boundary of label ``l`` iff some in-image neighbour ``q`` (right, lower,
     lower-right) has ``lab[q] != lab[p]`` and ``l in (lab[p], lab[q])``.
 
+    Args:
+        lab: ``(H, W)`` integer label image.
+        labels: the labels wanted.
+        box: optional ``(y0, y1, x0, x1)`` (inclusive) containing every pixel of the wanted labels; the
+            work is then restricted to that box grown by one pixel up/left and one down/right, which
+            gives exactly the same boundary pixels.
+
     Returns:
-        {label: (N, 2) float64 array of (y, x) boundary coordinates, sorted row-major}; labels
+        {label: (N, 2) float64 array of (y, x) boundary coordinates, row-major order}; labels
         without boundary pixels are absent.
     """
     labels = [int(v) for v in labels]
     if not labels:
         return {}
     h, w = lab.shape
+    y0 = x0 = 0
+    if box is not None:
+        y0, y1, x0, x1 = box
+        y0, x0 = max(y0 - 1, 0), max(x0 - 1, 0)
+        lab = lab[y0: min(y1 + 2, h), x0: min(x1 + 2, w)]
+        h, w = lab.shape
+    f = np.ascontiguousarray(lab).reshape(-1)
     ps, qs = [], []
-    for dy, dx in ((0, 1), (1, 0), (1, 1)):
-        a = lab[: h - dy, : w - dx]
-        b = lab[dy:, dx:]
-        ys, xs = np.nonzero(a != b)
-        p = ys * w + xs
+    for off in (1, w, w + 1):  # right, lower, lower-right neighbours
+        if off >= f.size:
+            continue
+        d = f[:-off] != f[off:]
+        if off != w:
+            d[w - 1::w] = False  # the last column has no right / lower-right neighbour
+        p = np.flatnonzero(d)
         ps.append(p)
-        qs.append(p + (dy * w + dx))
+        qs.append(p + off)
+    if not ps:
+        return {}
     p = np.concatenate(ps)
     if p.size == 0:
         return {}
     q = np.concatenate(qs)
-    flat = lab.reshape(-1)
     pix = np.concatenate([p, p])
-    lbl = np.concatenate([flat[p], flat[q]]).astype(np.int64)
-    keep = np.isin(lbl, labels)
+    lbl = np.concatenate([f[p], f[q]])
+    if lbl.dtype == np.uint8:
+        lut = np.zeros(256, bool)
+        lut[[v for v in labels if 0 <= v < 256]] = True
+        keep = lut[lbl]
+    else:
+        keep = np.isin(lbl, labels)
     if not keep.any():
         return {}
-    n = h * w
-    key = np.unique(lbl[keep] * n + pix[keep])
+    n = f.size
+    key = np.unique(lbl[keep].astype(np.int64) * n + pix[keep])
     lbl = key // n
     pix = key - lbl * n
     out = {}
@@ -183,7 +206,7 @@ def _label_boundaries(lab: np.ndarray, labels) -> dict[int, np.ndarray]:
     ends = np.append(starts[1:], lbl.size)
     for u, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
         pp = pix[s:e]
-        out[u] = np.stack([pp // w, pp % w], axis=1).astype(np.float64)
+        out[u] = np.stack([pp // w + y0, pp % w + x0], axis=1).astype(np.float64)
     return out
 
 
@@ -208,35 +231,72 @@ class _Boundary:
             self._tree = cKDTree(self.pts)
         return self._tree
 
+    def near(self, other: "_Boundary", r: int) -> bool:
+        """Whether the bounding boxes are within ``r`` of each other (else nothing can match)."""
+        return not (np.any(self.lo - other.hi > r) or np.any(other.lo - self.hi > r))
+
     def count_within(self, other: "_Boundary", r: int) -> int:
         """How many of ``other``'s pixels lie within Euclidean distance ``r`` of one of ours."""
         d, _ = self.tree.query(other.pts, k=1, distance_upper_bound=r + 0.5)
-        # d = sqrt(integer); sqrt(k) <= r  <=>  k <= r² exactly for integer r
+        # d = sqrt(integer): sqrt(k) <= r  <=>  k <= r² exactly for an integer r (the disk of radius r)
         return int(np.count_nonzero(d <= r))
+
+
+def _f_value(n_fg: int, n_gt: int, fg_match: int, gt_match: int) -> float:
+    """The official precision / recall / F with its empty cases."""
+    if n_fg == 0 and n_gt > 0:
+        precision, recall = 1, 0
+    elif n_fg > 0 and n_gt == 0:
+        precision, recall = 0, 1
+    elif n_fg == 0 and n_gt == 0:
+        precision, recall = 1, 1
+    else:
+        precision = fg_match / float(n_fg)
+        recall = gt_match / float(n_gt)
+    if precision + recall == 0:
+        return 0.0
+    return float(2 * precision * recall / (precision + recall))
 
 
 def _f_from_boundaries(bp: _Boundary | None, bg: _Boundary | None, r: int) -> float:
     """Official ``f_measure`` from the boundary pixels of a prediction and a ground truth."""
     n_fg = 0 if bp is None else len(bp)
     n_gt = 0 if bg is None else len(bg)
-    if n_fg == 0 and n_gt == 0:
-        return 1.0
-    if n_fg == 0 or n_gt == 0:
-        return 0.0  # precision or recall is 0 and the other 1 → F = 0
-    # boxes further apart than r: no pixel can match
-    if np.any(bp.lo - bg.hi > r) or np.any(bg.lo - bp.hi > r):
-        return 0.0
-    fg_match = bg.count_within(bp, r)
-    gt_match = bp.count_within(bg, r)
-    precision = fg_match / float(n_fg)
-    recall = gt_match / float(n_gt)
-    if precision + recall == 0:
-        return 0.0
-    return 2 * precision * recall / (precision + recall)
+    if n_fg == 0 or n_gt == 0 or not bp.near(bg, r):
+        return _f_value(n_fg, n_gt, 0, 0)
+    return _f_value(n_fg, n_gt, bg.count_within(bp, r), bp.count_within(bg, r))
 
 
-def _boundaries(lab: np.ndarray, labels) -> dict[int, _Boundary]:
-    return {k: _Boundary(v) for k, v in _label_boundaries(lab, labels).items()}
+def _f_many(bps: dict[int, _Boundary], pids: Sequence[int], bg: _Boundary | None, r: int) -> np.ndarray:
+    """F of many predicted objects against one ground-truth boundary, with one k-d tree pair search."""
+    out = np.empty(len(pids))
+    n_gt = 0 if bg is None else len(bg)
+    cand = []
+    for k, pid in enumerate(pids):
+        bp = bps.get(pid)
+        n_fg = 0 if bp is None else len(bp)
+        if n_fg == 0 or n_gt == 0 or not bp.near(bg, r):
+            out[k] = _f_value(n_fg, n_gt, 0, 0)
+        else:
+            cand.append((k, bp))
+    if not cand:
+        return out
+    if len(cand) == 1:
+        k, bp = cand[0]
+        out[k] = _f_from_boundaries(bp, bg, r)
+        return out
+    # precision of every candidate with one query against the ground-truth tree
+    pts = np.concatenate([bp.pts for _, bp in cand])
+    owner = np.repeat(np.arange(len(cand)), [len(bp) for _, bp in cand])
+    d, _ = bg.tree.query(pts, k=1, distance_upper_bound=r + 0.5)
+    fg_match = np.bincount(owner[d <= r], minlength=len(cand))
+    for c, (k, bp) in enumerate(cand):
+        out[k] = _f_value(len(bp), n_gt, int(fg_match[c]), bp.count_within(bg, r))
+    return out
+
+
+def _boundaries(lab: np.ndarray, labels, box=None) -> dict[int, _Boundary]:
+    return {k: _Boundary(v) for k, v in _label_boundaries(lab, labels, box).items()}
 
 
 def f_measure(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None,
@@ -285,21 +345,28 @@ def db_statistics(per_frame_values) -> tuple[float, float, float]:
 def _pair_counts(pred: np.ndarray, gt: np.ndarray):
     """Joint histogram of (pred id, gt id) over pixels where either is non-zero.
 
-    Returns ``(hist, pred_ids, gt_ids)``: ``hist[i, j]`` counts pixels with pred id ``pred_ids[i]`` and
-    gt id ``gt_ids[j]`` (index 0 of each axis is id 0).
+    Returns ``(hist, pred_ids, gt_ids, box)``: ``hist[i, j]`` counts pixels with pred id ``pred_ids[i]``
+    and gt id ``gt_ids[j]`` (``None`` ids: the histogram is indexed by the ids themselves, 0..255);
+    ``box`` = ``(y0, y1, x0, x1)`` of those pixels (``None`` if there are none).
     """
+    w = gt.shape[1]
     fp = pred.reshape(-1)
     fg = gt.reshape(-1)
     if fp.dtype == np.uint8 and fg.dtype == np.uint8:
         nz = np.flatnonzero(fp | fg)
         key = fp[nz].astype(np.int32) << 8 | fg[nz]
         hist = np.bincount(key, minlength=65536).reshape(256, 256)
-        return hist, None, None
-    nz = np.flatnonzero((fp != 0) | (fg != 0))
-    pu, pi = np.unique(np.concatenate([[0], fp[nz]]), return_inverse=True)
-    gu, gi = np.unique(np.concatenate([[0], fg[nz]]), return_inverse=True)
-    hist = np.bincount(pi[1:] * len(gu) + gi[1:], minlength=len(pu) * len(gu)).reshape(len(pu), len(gu))
-    return hist, pu, gu
+        pu = gu = None
+    else:
+        nz = np.flatnonzero((fp != 0) | (fg != 0))
+        pu, pi = np.unique(np.concatenate([[0], fp[nz]]), return_inverse=True)
+        gu, gi = np.unique(np.concatenate([[0], fg[nz]]), return_inverse=True)
+        hist = np.bincount(pi[1:] * len(gu) + gi[1:], minlength=len(pu) * len(gu)).reshape(len(pu), len(gu))
+    box = None
+    if nz.size:
+        xs = nz % w
+        box = (int(nz[0] // w), int(nz[-1] // w), int(xs.min()), int(xs.max()))
+    return hist, pu, gu, box
 
 
 @dataclass
@@ -321,44 +388,36 @@ def _score_frame(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], r: int
 
     Args:
         pred, gt: ``(H, W)`` integer label images (void already removed where it must be).
-        gt_ids: ground-truth objects to score.
+        gt_ids: ground-truth objects to score (sorted).
         r: boundary tolerance in pixels.
         pred_ids: predicted ids to score against every object (unsupervised); ``None`` scores each
             object only against the predicted id equal to it (semi-supervised, "diagonal").
     """
     gt_ids = np.asarray(list(gt_ids), dtype=np.int64)
-    hist, pu, gu = _pair_counts(pred, gt)
+    hist, pu, gu, box = _pair_counts(pred, gt)
 
-    def pidx(ids):
-        ids = np.asarray(ids, dtype=np.int64)
-        if pu is None:
-            return ids, np.ones(len(ids), bool)
-        k = np.searchsorted(pu, ids)
-        k = np.minimum(k, len(pu) - 1)
-        return k, pu[k] == ids
-
-    def gidx(ids):
-        if gu is None:
-            return ids, np.ones(len(ids), bool)
-        k = np.minimum(np.searchsorted(gu, ids), len(gu) - 1)
-        return k, gu[k] == ids
+    def index(u, ids):
+        if u is None:
+            ok = (ids >= 0) & (ids < 256)
+            return np.where(ok, ids, 0), ok
+        k = np.minimum(np.searchsorted(u, ids), len(u) - 1)
+        return k, u[k] == ids
 
     area_p_all = hist.sum(axis=1)
     area_g_all = hist.sum(axis=0)
-    gk, gok = gidx(gt_ids)
+    gk, gok = index(gu, gt_ids)
     gt_area = np.where(gok, area_g_all[gk], 0)
 
     diagonal = pred_ids is None
     cand = gt_ids if diagonal else np.asarray(list(pred_ids), dtype=np.int64)
-    pk, pok = pidx(cand)
+    pk, pok = index(pu, cand)
     parea = np.where(pok, area_p_all[pk], 0)
     present = parea > 0
-    cand_present = cand[present]
 
-    need_p = cand_present.tolist()
+    need_p = cand[present].tolist()
     need_g = gt_ids[gt_area > 0].tolist()
-    bp = _boundaries(pred, need_p) if need_p else {}
-    bg = _boundaries(gt, need_g) if need_g else {}
+    bp = _boundaries(pred, need_p, box) if need_p else {}
+    bg = _boundaries(gt, need_g, box) if need_g else {}
     gt_nbound = np.array([len(bg[g]) if g in bg else 0 for g in gt_ids.tolist()], dtype=np.int64)
 
     if diagonal:
@@ -367,9 +426,7 @@ def _score_frame(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], r: int
         with np.errstate(invalid="ignore", divide="ignore"):
             j = inter / union
         j[union == 0] = 1
-        f = np.empty(len(gt_ids))
-        for k, o in enumerate(gt_ids.tolist()):
-            f[k] = _f_from_boundaries(bp.get(o), bg.get(o), r)
+        f = np.array([_f_from_boundaries(bp.get(o), bg.get(o), r) for o in gt_ids.tolist()], dtype=np.float64)
         return _FrameScores(cand, gt_ids, j, f, gt_area, gt_nbound)
 
     pkp = pk[present]
@@ -379,11 +436,9 @@ def _score_frame(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], r: int
         j = inter / union
     j[union == 0] = 1
     f = np.empty(j.shape)
-    for a, pid in enumerate(need_p):
-        bpa = bp.get(pid)
-        for b, gid in enumerate(gt_ids.tolist()):
-            f[a, b] = _f_from_boundaries(bpa, bg.get(gid), r)
-    return _FrameScores(cand_present, gt_ids, j, f, gt_area, gt_nbound)
+    for b, gid in enumerate(gt_ids.tolist()):
+        f[:, b] = _f_many(bp, need_p, bg.get(gid), r)
+    return _FrameScores(cand[present], gt_ids, j, f, gt_area, gt_nbound)
 
 
 # -- one sequence ---------------------------------------------------------------------------------------
@@ -558,7 +613,7 @@ def score_sequence(gt_frames: Sequence[np.ndarray], pred_frames: Sequence[np.nda
             out.append(ObjectScore(name, o, np.ascontiguousarray(jf[:, 0]), np.ascontiguousarray(jf[:, 1]),
                                    [names[t] for t in ts]))
         return out
-    return _match_unsupervised(name, objects, obj_frames, max_pred, frames, names, values, layout)
+    return _match_unsupervised(name, objects, obj_frames, max_pred, frames, names, layout)
 
 
 def _dense(frames: dict[int, _FrameScores], ts: list[int], o: int, n_prop: int, which: str) -> np.ndarray:
@@ -579,15 +634,14 @@ def _dense(frames: dict[int, _FrameScores], ts: list[int], o: int, n_prop: int, 
     return out
 
 
-def _match_unsupervised(name, objects, obj_frames, max_pred, frames, names, values, layout) -> list[ObjectScore]:
+def _match_unsupervised(name, objects, obj_frames, max_pred, frames, names, layout) -> list[ObjectScore]:
     """Hungarian matching of proposals ``1..max(max_pred, n_objects)`` to objects on (mean J + mean F)/2."""
     from scipy.optimize import linear_sum_assignment
 
     n = len(objects)
     if n == 0:
         return []
-    n_prop = max(max_pred, n) if layout == "davis" else max(max_pred, n)
-    j = np.zeros((n_prop, n, 0))
+    n_prop = max(max_pred, n)  # the official tool pads the proposals with empty masks up to n
     if layout == "davis":
         ts = obj_frames[objects[0]]
         j = np.zeros((n_prop, n, len(ts)))
@@ -637,9 +691,6 @@ def summarize(objects: Sequence[ObjectScore], **meta) -> dict:
             "F-Recall": float(np.mean([o.f_recall for o in objects])) if objects else float("nan"),
             "F-Decay": float(np.mean([o.f_decay for o in objects])) if objects else float("nan"),
         }
-    per = {}
-    for o in sorted(objects, key=lambda s: (0, 0)) if False else objects:
-        per[o.name] = o.as_dict()
     # list objects by sequence, then object id (the unsupervised official order is by proposal)
     order = {}
     for o in objects:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import AUSMConfig
-from .encoder import FrameEncoder
+from .encoder import build_frame_encoder
 from .history import HistoryCompressor, HistoryDecoder, history_marker
 from .layers import sine_position_embedding
 from .mamba import MambaState
@@ -80,7 +80,7 @@ class AUSMModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         D = cfg.hidden_dim
-        self.encoder = FrameEncoder(cfg)
+        self.encoder = build_frame_encoder(cfg)
         self.start_token = nn.Parameter(torch.zeros(D))  # X_0, tiled over h×w
         self.id_vectors = nn.Parameter(torch.randn(cfg.num_ids, D) * 0.5)  # buffer B
         self.compressor = HistoryCompressor(cfg)

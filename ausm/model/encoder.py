@@ -61,6 +61,54 @@ class FPNNeck(nn.Module):
         return x, mask_feats
 
 
+def mask2former_config(cfg):
+    """The ``transformers`` ``Mask2FormerConfig`` whose pixel-level module is our paper-parity frame
+    encoder (spec §4): the backbone from ``cfg.backbone_type``/``backbone_kwargs``, the multi-scale
+    deformable-attention pixel decoder with width D and ``mask_dim`` mask features, plus
+    ``cfg.mask2former_kwargs`` (e.g. ``encoder_layers``, ``encoder_feedforward_dim``)."""
+    from transformers import AutoConfig, Mask2FormerConfig
+
+    kwargs = dict(cfg.backbone_kwargs)
+    kwargs["out_features"] = ["stage1", "stage2", "stage3", "stage4"]
+    bcfg = AutoConfig.for_model(cfg.backbone_type, **kwargs)
+    m2f = dict(hidden_dim=cfg.hidden_dim, feature_size=cfg.hidden_dim, mask_feature_size=cfg.mask_dim,
+               num_attention_heads=cfg.pixel_decoder_heads, dim_feedforward=cfg.pixel_decoder_ffn,
+               decoder_layers=cfg.pixel_decoder_layers + 1, num_queries=cfg.num_queries,
+               encoder_layers=6, encoder_feedforward_dim=1024)
+    m2f.update(cfg.mask2former_kwargs)
+    try:
+        return Mask2FormerConfig(backbone_config=bcfg, use_pretrained_backbone=False, **m2f)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"bad mask2former_kwargs {cfg.mask2former_kwargs}: {e}") from e
+
+
+class Mask2FormerFrameEncoder(nn.Module):
+    """Paper-parity frame encoder: the pixel-level module of ``Mask2FormerForUniversalSegmentation``
+    (backbone + multi-scale deformable-attention pixel decoder, 3 levels). X_t = its stride-8 output,
+    P_t = its stride-4 mask features. Same contract as :class:`FrameEncoder`."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        from transformers.models.mask2former.modeling_mask2former import Mask2FormerPixelLevelModule
+
+        self.pixel_level_module = Mask2FormerPixelLevelModule(mask2former_config(cfg))
+
+    def forward(self, images: torch.Tensor):
+        if images.shape[-1] % 32 or images.shape[-2] % 32:
+            raise ValueError(f"frame encoder input {tuple(images.shape[-2:])} must be divisible by 32")
+        out = self.pixel_level_module(images)
+        return out.decoder_hidden_states[-1], out.decoder_last_hidden_state
+
+
+def build_frame_encoder(cfg) -> nn.Module:
+    """``cfg.encoder``: ``"fpn"`` (:class:`FrameEncoder`) or ``"mask2former"`` (:class:`Mask2FormerFrameEncoder`)."""
+    if cfg.encoder == "fpn":
+        return FrameEncoder(cfg)
+    if cfg.encoder == "mask2former":
+        return Mask2FormerFrameEncoder(cfg)
+    raise ConfigError(f"unknown encoder {cfg.encoder!r}; use 'fpn' or 'mask2former'")
+
+
 class FrameEncoder(nn.Module):
     """Backbone + FPN. ``forward(images)`` takes (N, 3, H, W) normalised float images with H and W
     divisible by 32 and returns X (N, D, H/8, W/8), P (N, mask_dim, H/4, W/4).
