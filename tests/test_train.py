@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+import torch
 from safetensors.torch import load_file
 
 from conftest import subprocess_env
@@ -87,3 +88,14 @@ def test_torchrun_two_ranks_end_with_identical_weights(davis_root, tmp_path):
     sums = json.loads((tmp_path / "ddp/rank_checksums.json").read_text())
     assert len(sums) == 2 and sums[0] == sums[1]
     assert (tmp_path / "ddp/last/model.safetensors").exists()
+
+
+def test_stage_chain_and_frozen_backbone(davis_root, tmp_path):
+    """A later stage starts from the previous stage's checkpoint; Stage 3 freezes the backbone."""
+    train(_tc(davis_root, tmp_path / "s1", steps=1))
+    train(_tc(davis_root, tmp_path / "s3", steps=2, init_from=str(tmp_path / "s1/last"), freeze_backbone=True))
+    w1 = load_file(str(tmp_path / "s1/last/model.safetensors"))
+    w3 = load_file(str(tmp_path / "s3/last/model.safetensors"))
+    bb = [k for k in w1 if k.startswith("encoder.backbone.")]
+    assert bb and all(torch.equal(w1[k], w3[k]) for k in bb)  # frozen (BN statistics included)
+    assert any(not torch.equal(w1[k], w3[k]) for k in w1 if k.startswith("compressor."))

@@ -63,6 +63,9 @@ class TrainConfig:
     log_every: int = 10
     threads: int = 0
     mode: str = "parallel"  # or "iterative" (frame-by-frame baseline)
+    init_from: str = ""  # "" = random init; a checkpoint folder (the previous stage); or
+    # "mask2former:<folder or hub id>" (Mask2Former COCO instance weights, needs encoder="mask2former")
+    freeze_backbone: bool = False  # Stage 3 [P]: the backbone's parameters get no updates
     device: str = "auto"  # auto: CUDA (rank's local GPU) if available, else CPU
     bf16: bool = True  # bf16 autocast on CUDA GPUs that support it (never fp16 on CPU)
 
@@ -118,6 +121,43 @@ def prepare_batch(samples, num_ids: int, prompt_prob: float, detect_only_prob: f
     return frames, ids, active, hist, targets
 
 
+def build_initial_model(tc: TrainConfig) -> AUSMModel:
+    """The model a run starts from: ``init_from`` = "" (random), a checkpoint folder (a previous stage;
+    ``model_overrides`` may not change its architecture) or ``mask2former:<path or hub id>``.
+
+    Raises:
+        CheckpointError: unreadable checkpoint or incompatible weights.
+    """
+    from ..checkpoint import load_model
+    from ..model.mask2former_init import init_from_mask2former
+
+    if tc.init_from.startswith("mask2former:"):
+        model = AUSMModel(get_config(tc.preset, **tc.model_overrides))
+        report = init_from_mask2former(model, tc.init_from.split(":", 1)[1])
+        log.info("initialised %d tensors from %s", len(report["loaded"]), tc.init_from)
+        return model
+    if tc.init_from:
+        model = load_model(tc.init_from)
+        if tc.model_overrides:
+            model.cfg = model.cfg.replace(**{k: v for k, v in tc.model_overrides.items()
+                                             if k in ("input_short_side", "input_max_long_side", "fg_threshold")})
+        return model
+    return AUSMModel(get_config(tc.preset, **tc.model_overrides))
+
+
+def freeze_backbone(model: AUSMModel, frozen: bool) -> None:
+    """Stage 3 [P]: stop gradients into the backbone (``requires_grad=False``; BatchNorm statistics are
+    frozen too by keeping the backbone in eval mode during training)."""
+    for p in backbone_of(model).parameters():
+        p.requires_grad_(not frozen)
+
+
+def backbone_of(model: AUSMModel) -> torch.nn.Module:
+    """The ``AutoBackbone`` inside either frame encoder."""
+    enc = model.encoder
+    return enc.backbone if hasattr(enc, "backbone") else enc.pixel_level_module.encoder
+
+
 def build_optimizer(model: AUSMModel, tc: TrainConfig):
     """AdamW with the backbone at ``lr × backbone_lr_mult``; no weight decay on norms, biases and
     embeddings."""
@@ -125,7 +165,7 @@ def build_optimizer(model: AUSMModel, tc: TrainConfig):
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        bb = name.startswith("encoder.backbone.")
+        bb = name.startswith(("encoder.backbone.", "encoder.pixel_level_module.encoder."))
         nd = p.ndim <= 1 or name in ("start_token", "id_vectors") or "query_" in name
         key = (bb, nd)
         groups.setdefault(key, []).append(p)
@@ -226,10 +266,12 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
     elif resume:
         raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
     else:
-        cfg: AUSMConfig = get_config(tc.preset, **tc.model_overrides)
-        model = AUSMModel(cfg)
+        model = build_initial_model(tc)
         model.train()
+        freeze_backbone(model, tc.freeze_backbone)
         opt = build_optimizer(model, tc)
+    if resume:
+        freeze_backbone(model, tc.freeze_backbone)
     model.to(device)
     for state in opt.state.values():
         for k, v in state.items():
@@ -260,6 +302,8 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
                disable=not is_main)
     t_last = time.time()
     for step in bar:
+        if tc.freeze_backbone:
+            backbone_of(model).eval()
         lr = lr_at(step, tc)
         for g in opt.param_groups:
             g["lr"] = lr * g.get("base_lr_mult", 1.0)
