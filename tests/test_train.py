@@ -99,3 +99,17 @@ def test_stage_chain_and_frozen_backbone(davis_root, tmp_path):
     bb = [k for k in w1 if k.startswith("encoder.backbone.")]
     assert bb and all(torch.equal(w1[k], w3[k]) for k in bb)  # frozen (BN statistics included)
     assert any(not torch.equal(w1[k], w3[k]) for k in w1 if k.startswith("compressor."))
+
+
+def test_tensorboard_logs_scalars_and_mask_images(davis_root, tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(_tc(davis_root, tmp_path / "tb", steps=2, vis_every=2))
+    acc = EventAccumulator(str(tmp_path / "tb/tb"))
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"train/loss", "train/lr", "train/iters_per_sec"} <= set(tags["scalars"])
+    assert "train/masks" in tags["images"]
+    img = acc.Images("train/masks")[-1]
+    assert img.width == 3 * 96 and img.height == 2 * 64

@@ -61,6 +61,7 @@ class TrainConfig:
     out: str = "runs/ausm-tiny"
     ckpt_every: int = 100
     log_every: int = 10
+    vis_every: int = 100  # TensorBoard sample-mask images every N steps (0 = never)
     threads: int = 0
     mode: str = "parallel"  # or "iterative" (frame-by-frame baseline)
     init_from: str = ""  # "" = random init; a checkpoint folder (the previous stage); or
@@ -104,6 +105,37 @@ class TrainStep(torch.nn.Module):
     def forward(self, frames, track_ids, track_active, hist_masks, targets, generator=None):
         pred = run_model(self.model, frames, track_ids, track_active, hist_masks, self.mode)
         return self.criterion(self.model, pred, targets, generator)
+
+
+@torch.no_grad()
+def model_pred_masks(net, frames, ids, active, hist, model, mode) -> torch.Tensor:
+    """Final-layer track mask logits (T, n, H/4, W/4) of the first clip (for visualisation)."""
+    pred = run_model(model, frames[:1], ids[:1], active[:1], hist[:1], mode)
+    return pred.final_masks[0, :, : pred.num_tracks].float()
+
+
+def sample_visualisation(frames: torch.Tensor, targets, pred_masks: torch.Tensor):
+    """An (2H, T·W, 3) uint8 image: top row frames with ground-truth masks, bottom row with predicted
+    track masks (sigmoid > 0.5), one colour per slot (DAVIS palette)."""
+    import numpy as np
+
+    from ..io.overlay import overlay
+
+    T, _, H, W = frames.shape
+    rows = [[], []]
+    gt = targets.masks[0].cpu()  # (n, T, H, W)
+    up = torch.nn.functional.interpolate(pred_masks, size=(H, W), mode="bilinear", align_corners=False) > 0
+    for t in range(T):
+        img = (frames[t].permute(1, 2, 0).cpu().numpy() * 255).astype(np.uint8)
+        idx_gt = np.zeros((H, W), np.uint8)
+        idx_pr = np.zeros((H, W), np.uint8)
+        for i in range(gt.shape[0]):
+            idx_gt[gt[i, t].numpy() > 0.5] = i + 1
+            if i < up.shape[1] and bool(targets.track_active[0, t, i]):
+                idx_pr[up[t, i].cpu().numpy()] = i + 1
+        rows[0].append(overlay(img, idx_gt))
+        rows[1].append(overlay(img, idx_pr))
+    return np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
 
 
 def prepare_batch(samples, num_ids: int, prompt_prob: float, detect_only_prob: float, generator=None):
@@ -301,6 +333,7 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
     bar = tqdm(range(step0, end), initial=step0, total=end, desc="train", dynamic_ncols=True,
                disable=not is_main)
     t_last = time.time()
+    last_logged = step0
     for step in bar:
         if tc.freeze_backbone:
             backbone_of(model).eval()
@@ -345,6 +378,11 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
                 for k, v in logs.items():
                     tb.add_scalar(f"train/{k}", v, step + 1)
                 tb.add_scalar("train/lr", lr, step + 1)
+                tb.add_scalar("train/iters_per_sec", (step + 1 - last_logged) / max(dt, 1e-9), step + 1)
+            last_logged = step + 1
+        if tb is not None and tc.vis_every and (step + 1) % tc.vis_every == 0:
+            tb.add_image("train/masks", sample_visualisation(frames[0], targets, model_pred_masks(net, frames, ids,
+                         active, hist, model, tc.mode)), step + 1, dataformats="HWC")
         if is_main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == end):
             _save_training_state(out, model, opt, step + 1, tc, history)
     if world > 1:
