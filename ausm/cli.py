@@ -150,6 +150,27 @@ def cmd_benchmark(args) -> int:
     return 0
 
 
+# -- bench --------------------------------------------------------------------------------------
+def cmd_bench(args) -> int:
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.bench_command == "train-speed":
+        from .bench.train_speed import run
+
+        size = tuple(int(v) for v in args.size.split("x")) if args.size else None
+        run(preset=args.config, frames_list=[int(v) for v in args.frames.split(",")], size=size, batch=args.batch,
+            iters=args.iters, warmup=args.warmup, device=str(pick_device(args.device)))
+    elif args.bench_command == "stream":
+        from .bench.stream import run
+
+        marks = [int(v) for v in args.report_at.split(",")]
+        run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
+            internal_short_side=args.internal_short_side, video=args.video, device=str(pick_device(args.device)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ausm", description="AUSM: streaming universal video segmentation")
     sub = p.add_subparsers(dest="command", required=True)
@@ -181,6 +202,26 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
+    bench = sub.add_parser("bench", help="speed and memory benchmarks (JSON lines + a markdown table)")
+    bsub = bench.add_subparsers(dest="bench_command", required=True)
+    ts = bsub.add_parser("train-speed", help="parallel vs iterative seconds per training iteration")
+    ts.add_argument("--config", default="ausm-tiny", help="model preset")
+    ts.add_argument("--frames", default="1,2,4,8,16", help="comma-separated clip lengths T")
+    ts.add_argument("--size", default=None, help="HxW training resolution (default: the preset's input size)")
+    ts.add_argument("--batch", type=int, default=1)
+    ts.add_argument("--iters", type=int, default=5)
+    ts.add_argument("--warmup", type=int, default=2)
+    st = bsub.add_parser("stream", help="streaming latency, fps, state size and RSS over a long stream")
+    st.add_argument("--checkpoint", "--config", dest="checkpoint", default=None)
+    st.add_argument("--frames", type=int, default=1000)
+    st.add_argument("--size", default="480p", help="240p | 360p | 480p | 720p | 1080p | HxW")
+    st.add_argument("--report-at", default="100,1000,10000")
+    st.add_argument("--internal-short-side", type=int, default=None, help="override the model input short side")
+    st.add_argument("--video", default=None, help="loop a real video instead of synthetic frames")
+    for b_ in (ts, st):
+        b_.add_argument("--device", default="cpu")
+        b_.add_argument("--threads", type=int, default=0)
+    bench.set_defaults(func=cmd_bench)
     return p
 
 

@@ -142,34 +142,20 @@ def seg2bmap(mask: np.ndarray) -> np.ndarray:
     return b
 
 
-def _label_boundaries(lab: np.ndarray, labels, box: tuple[int, int, int, int] | None = None
-                      ) -> dict[int, np.ndarray]:
+def _label_boundaries(lab: np.ndarray, labels) -> dict[int, np.ndarray]:
     """BSDS boundary pixels of ``lab == l`` for every ``l`` in ``labels``, at once.
 
     A pixel ``p`` is on the boundary of label ``l`` iff some in-image neighbour ``q`` (right, lower,
     lower-right) has ``lab[q] != lab[p]`` and ``l in (lab[p], lab[q])``.
 
-    Args:
-        lab: ``(H, W)`` integer label image.
-        labels: the labels wanted.
-        box: optional ``(y0, y1, x0, x1)`` (inclusive) containing every pixel of the wanted labels; the
-            work is then restricted to that box grown by one pixel up/left and one down/right, which
-            gives exactly the same boundary pixels.
-
     Returns:
-        {label: (N, 2) float64 array of (y, x) boundary coordinates, row-major order}; labels
-        without boundary pixels are absent.
+        {label: sorted flat indices (``y * W + x``) of its boundary pixels}; labels without boundary
+        pixels are absent.
     """
     labels = [int(v) for v in labels]
     if not labels:
         return {}
-    h, w = lab.shape
-    y0 = x0 = 0
-    if box is not None:
-        y0, y1, x0, x1 = box
-        y0, x0 = max(y0 - 1, 0), max(x0 - 1, 0)
-        lab = lab[y0: min(y1 + 2, h), x0: min(x1 + 2, w)]
-        h, w = lab.shape
+    w = lab.shape[1]
     f = np.ascontiguousarray(lab).reshape(-1)
     ps, qs = [], []
     for off in (1, w, w + 1):  # right, lower, lower-right neighbours
@@ -181,9 +167,7 @@ def _label_boundaries(lab: np.ndarray, labels, box: tuple[int, int, int, int] | 
         p = np.flatnonzero(d)
         ps.append(p)
         qs.append(p + off)
-    if not ps:
-        return {}
-    p = np.concatenate(ps)
+    p = np.concatenate(ps) if ps else np.zeros(0, np.intp)
     if p.size == 0:
         return {}
     q = np.concatenate(qs)
@@ -201,28 +185,26 @@ def _label_boundaries(lab: np.ndarray, labels, box: tuple[int, int, int, int] | 
     key = np.unique(lbl[keep].astype(np.int64) * n + pix[keep])
     lbl = key // n
     pix = key - lbl * n
-    out = {}
     uniq, starts = np.unique(lbl, return_index=True)
     ends = np.append(starts[1:], lbl.size)
-    for u, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist()):
-        pp = pix[s:e]
-        out[u] = np.stack([pp // w + y0, pp % w + x0], axis=1).astype(np.float64)
-    return out
+    return {u: pix[s:e] for u, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist())}
 
 
 class _Boundary:
-    """Boundary pixels of one object in one frame, with a lazily built k-d tree."""
+    """Boundary pixels of one object in one frame (sorted flat indices in an image of width ``w``),
+    with a lazily built k-d tree."""
 
-    __slots__ = ("pts", "lo", "hi", "_tree")
+    __slots__ = ("keys", "pts", "lo", "hi", "_tree")
 
-    def __init__(self, pts: np.ndarray):
-        self.pts = pts
-        self.lo = pts.min(axis=0)
-        self.hi = pts.max(axis=0)
+    def __init__(self, keys: np.ndarray, w: int):
+        self.keys = keys
+        self.pts = np.stack([keys // w, keys % w], axis=1).astype(np.float64)
+        self.lo = self.pts.min(axis=0)
+        self.hi = self.pts.max(axis=0)
         self._tree = None
 
     def __len__(self):
-        return len(self.pts)
+        return len(self.keys)
 
     @property
     def tree(self):
@@ -236,10 +218,16 @@ class _Boundary:
         return not (np.any(self.lo - other.hi > r) or np.any(other.lo - self.hi > r))
 
     def count_within(self, other: "_Boundary", r: int) -> int:
-        """How many of ``other``'s pixels lie within Euclidean distance ``r`` of one of ours."""
-        d, _ = self.tree.query(other.pts, k=1, distance_upper_bound=r + 0.5)
-        # d = sqrt(integer): sqrt(k) <= r  <=>  k <= r² exactly for an integer r (the disk of radius r)
-        return int(np.count_nonzero(d <= r))
+        """How many of ``other``'s pixels lie within Euclidean distance ``r`` of one of ours
+        (the official "boundary pixels of ``other`` inside our boundary dilated by a disk of radius r")."""
+        same = np.isin(other.keys, self.keys, assume_unique=True)  # distance 0
+        rest = other.pts[~same]
+        n = int(np.count_nonzero(same))
+        if rest.size:
+            d, _ = self.tree.query(rest, k=1, distance_upper_bound=r + 0.5)
+            # d = sqrt(integer): sqrt(k) <= r  <=>  k <= r² exactly for an integer r
+            n += int(np.count_nonzero(d <= r))
+        return n
 
 
 def _f_value(n_fg: int, n_gt: int, fg_match: int, gt_match: int) -> float:
@@ -268,7 +256,7 @@ def _f_from_boundaries(bp: _Boundary | None, bg: _Boundary | None, r: int) -> fl
 
 
 def _f_many(bps: dict[int, _Boundary], pids: Sequence[int], bg: _Boundary | None, r: int) -> np.ndarray:
-    """F of many predicted objects against one ground-truth boundary, with one k-d tree pair search."""
+    """F of many predicted objects against one ground-truth boundary."""
     out = np.empty(len(pids))
     n_gt = 0 if bg is None else len(bg)
     cand = []
@@ -279,24 +267,23 @@ def _f_many(bps: dict[int, _Boundary], pids: Sequence[int], bg: _Boundary | None
             out[k] = _f_value(n_fg, n_gt, 0, 0)
         else:
             cand.append((k, bp))
-    if not cand:
-        return out
     if len(cand) == 1:
         k, bp = cand[0]
         out[k] = _f_from_boundaries(bp, bg, r)
-        return out
-    # precision of every candidate with one query against the ground-truth tree
-    pts = np.concatenate([bp.pts for _, bp in cand])
-    owner = np.repeat(np.arange(len(cand)), [len(bp) for _, bp in cand])
-    d, _ = bg.tree.query(pts, k=1, distance_upper_bound=r + 0.5)
-    fg_match = np.bincount(owner[d <= r], minlength=len(cand))
-    for c, (k, bp) in enumerate(cand):
-        out[k] = _f_value(len(bp), n_gt, int(fg_match[c]), bp.count_within(bg, r))
+    elif cand:
+        # the precision of every candidate with one query against the ground-truth tree
+        pts = np.concatenate([bp.pts for _, bp in cand])
+        owner = np.repeat(np.arange(len(cand)), [len(bp) for _, bp in cand])
+        d, _ = bg.tree.query(pts, k=1, distance_upper_bound=r + 0.5)
+        fg_match = np.bincount(owner[d <= r], minlength=len(cand))
+        for c, (k, bp) in enumerate(cand):
+            out[k] = _f_value(len(bp), n_gt, int(fg_match[c]), bp.count_within(bg, r))
     return out
 
 
-def _boundaries(lab: np.ndarray, labels, box=None) -> dict[int, _Boundary]:
-    return {k: _Boundary(v) for k, v in _label_boundaries(lab, labels, box).items()}
+def _boundaries(lab: np.ndarray, labels) -> dict[int, _Boundary]:
+    w = lab.shape[1]
+    return {k: _Boundary(v, w) for k, v in _label_boundaries(lab, labels).items()}
 
 
 def f_measure(pred: np.ndarray, gt: np.ndarray, void: np.ndarray | None = None,
@@ -342,31 +329,34 @@ def db_statistics(per_frame_values) -> tuple[float, float, float]:
 
 
 # -- one frame, many objects -------------------------------------------------------------------------
-def _pair_counts(pred: np.ndarray, gt: np.ndarray):
-    """Joint histogram of (pred id, gt id) over pixels where either is non-zero.
+def _crop(pred: np.ndarray, gt: np.ndarray):
+    """Both label images cropped to the box of their non-zero pixels grown by one pixel on each side
+    (boundaries of non-zero labels computed inside it are exactly those of the full image), or
+    ``None`` when both are empty."""
+    m = (pred | gt) if (pred.dtype == np.uint8 and gt.dtype == np.uint8) else ((pred != 0) | (gt != 0))
+    rows = np.flatnonzero(m.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(m.any(axis=0))
+    h, w = gt.shape
+    ys = slice(max(int(rows[0]) - 1, 0), min(int(rows[-1]) + 2, h))
+    xs = slice(max(int(cols[0]) - 1, 0), min(int(cols[-1]) + 2, w))
+    return pred[ys, xs], gt[ys, xs]
 
-    Returns ``(hist, pred_ids, gt_ids, box)``: ``hist[i, j]`` counts pixels with pred id ``pred_ids[i]``
-    and gt id ``gt_ids[j]`` (``None`` ids: the histogram is indexed by the ids themselves, 0..255);
-    ``box`` = ``(y0, y1, x0, x1)`` of those pixels (``None`` if there are none).
+
+def _pair_counts(pred: np.ndarray, gt: np.ndarray):
+    """Joint histogram of (pred id, gt id).
+
+    Returns ``(hist, pred_ids, gt_ids)``: ``hist[i, j]`` counts pixels with pred id ``pred_ids[i]`` and
+    gt id ``gt_ids[j]``; with ``None`` ids the histogram is indexed by the ids themselves (0..255).
     """
-    w = gt.shape[1]
-    fp = pred.reshape(-1)
-    fg = gt.reshape(-1)
-    if fp.dtype == np.uint8 and fg.dtype == np.uint8:
-        nz = np.flatnonzero(fp | fg)
-        key = fp[nz].astype(np.int32) << 8 | fg[nz]
-        hist = np.bincount(key, minlength=65536).reshape(256, 256)
-        pu = gu = None
-    else:
-        nz = np.flatnonzero((fp != 0) | (fg != 0))
-        pu, pi = np.unique(np.concatenate([[0], fp[nz]]), return_inverse=True)
-        gu, gi = np.unique(np.concatenate([[0], fg[nz]]), return_inverse=True)
-        hist = np.bincount(pi[1:] * len(gu) + gi[1:], minlength=len(pu) * len(gu)).reshape(len(pu), len(gu))
-    box = None
-    if nz.size:
-        xs = nz % w
-        box = (int(nz[0] // w), int(nz[-1] // w), int(xs.min()), int(xs.max()))
-    return hist, pu, gu, box
+    if pred.dtype == np.uint8 and gt.dtype == np.uint8:
+        key = (pred.astype(np.int32) << 8 | gt).reshape(-1)
+        return np.bincount(key, minlength=65536).reshape(256, 256), None, None
+    pu, pi = np.unique(pred.reshape(-1), return_inverse=True)
+    gu, gi = np.unique(gt.reshape(-1), return_inverse=True)
+    hist = np.bincount(pi.reshape(-1) * len(gu) + gi.reshape(-1), minlength=len(pu) * len(gu))
+    return hist.reshape(len(pu), len(gu)), pu, gu
 
 
 @dataclass
@@ -374,9 +364,9 @@ class _FrameScores:
     """Scores of one frame: J and F for the (present prediction id, gt object) pairs evaluated, plus
     the ground-truth areas and boundary sizes that give the scores of absent predictions."""
 
-    pred_ids: np.ndarray          # (P,) predicted ids present in the frame (and evaluated)
+    pred_ids: np.ndarray          # (P,) predicted ids evaluated (diagonal: = gt_ids)
     gt_ids: np.ndarray            # (G,) ground-truth objects evaluated
-    j: np.ndarray                 # (P, G), or (G,) when diagonal (entry k ↔ gt_ids[k] if present)
+    j: np.ndarray                 # (P, G), or (G,) when diagonal
     f: np.ndarray
     gt_area: np.ndarray           # (G,)
     gt_nbound: np.ndarray         # (G,)
@@ -389,12 +379,20 @@ def _score_frame(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], r: int
     Args:
         pred, gt: ``(H, W)`` integer label images (void already removed where it must be).
         gt_ids: ground-truth objects to score (sorted).
-        r: boundary tolerance in pixels.
+        r: boundary tolerance in pixels (from the full image size).
         pred_ids: predicted ids to score against every object (unsupervised); ``None`` scores each
             object only against the predicted id equal to it (semi-supervised, "diagonal").
     """
     gt_ids = np.asarray(list(gt_ids), dtype=np.int64)
-    hist, pu, gu, box = _pair_counts(pred, gt)
+    diagonal = pred_ids is None
+    cand = gt_ids if diagonal else np.asarray(list(pred_ids), dtype=np.int64)
+    crop = _crop(pred, gt)
+    if crop is None:  # both empty: J = F = 1 for every pair
+        ones = np.ones(len(gt_ids)) if diagonal else np.ones((0, len(gt_ids)))
+        zeros = np.zeros(len(gt_ids), dtype=np.int64)
+        return _FrameScores(cand if diagonal else cand[:0], gt_ids, ones, ones.copy(), zeros, zeros)
+    pred, gt = crop
+    hist, pu, gu = _pair_counts(pred, gt)
 
     def index(u, ids):
         if u is None:
@@ -403,21 +401,16 @@ def _score_frame(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], r: int
         k = np.minimum(np.searchsorted(u, ids), len(u) - 1)
         return k, u[k] == ids
 
-    area_p_all = hist.sum(axis=1)
-    area_g_all = hist.sum(axis=0)
     gk, gok = index(gu, gt_ids)
-    gt_area = np.where(gok, area_g_all[gk], 0)
-
-    diagonal = pred_ids is None
-    cand = gt_ids if diagonal else np.asarray(list(pred_ids), dtype=np.int64)
+    gt_area = np.where(gok, hist.sum(axis=0)[gk], 0)
     pk, pok = index(pu, cand)
-    parea = np.where(pok, area_p_all[pk], 0)
+    parea = np.where(pok, hist.sum(axis=1)[pk], 0)
     present = parea > 0
 
     need_p = cand[present].tolist()
     need_g = gt_ids[gt_area > 0].tolist()
-    bp = _boundaries(pred, need_p, box) if need_p else {}
-    bg = _boundaries(gt, need_g, box) if need_g else {}
+    bp = _boundaries(pred, need_p) if need_p else {}
+    bg = _boundaries(gt, need_g) if need_g else {}
     gt_nbound = np.array([len(bg[g]) if g in bg else 0 for g in gt_ids.tolist()], dtype=np.int64)
 
     if diagonal:

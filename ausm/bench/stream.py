@@ -1,0 +1,98 @@
+"""``ausm bench stream``: streaming latency (p50 / p99), frames per second, the session's
+``state_nbytes`` and the process RSS after N frames; FLOPs per frame and achieved GFLOP/s against this
+machine's measured matmul peak."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_model
+from ..inference.session import Session
+from . import current_rss_mb, emit, machine_info, markdown_table, peak_rss_mb, percentile
+
+SIZES = {"240p": (240, 427), "360p": (360, 640), "480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}
+
+
+def matmul_peak_gflops(n: int = 1024, reps: int = 5, dtype=torch.float32) -> float:
+    """Measured dense matmul throughput of this machine (GFLOP/s), best of ``reps``."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def flops_per_frame(session: Session, frame: np.ndarray) -> int:
+    """FLOPs of one :meth:`Session.step` (``torch.utils.flop_counter``; matmuls and convolutions)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        session.step(frame)
+    return fc.get_total_flops()
+
+
+def synthetic_frames(size: tuple[int, int], n: int = 16, seed: int = 0) -> list[np.ndarray]:
+    """A looped clip of moving rectangles over noise, (H, W, 3) uint8."""
+    rng = np.random.default_rng(seed)
+    H, W = size
+    out = []
+    for t in range(n):
+        f = rng.integers(0, 80, (H, W, 3), dtype=np.uint8)
+        y, x = H // 4 + t * H // 64, W // 4 + t * W // 64
+        f[y:y + H // 3, x:x + W // 4] = (220, 40, 40)
+        out.append(f)
+    return out
+
+
+def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(100, 1000, 10000),
+        internal_short_side: int | None = None, video: str | None = None, device: str = "cpu") -> list[dict]:
+    """Stream ``frames`` frames through a prompted session and report at each checkpoint count."""
+    model = load_model(checkpoint, device=device)
+    if internal_short_side:
+        model.cfg = model.cfg.replace(input_short_side=internal_short_side,
+                                      input_max_long_side=max(model.cfg.input_max_long_side, internal_short_side * 2))
+    if video:
+        from ..io.video import read_frames
+
+        clip = [f for _, f in zip(range(64), read_frames(video))]
+    else:
+        clip = synthetic_frames(SIZES[size] if size in SIZES else tuple(int(v) for v in size.split("x")))
+    H, W = clip[0].shape[:2]
+    prompt = np.zeros((H, W), bool)
+    prompt[H // 4: H // 4 + H // 3, W // 4: W // 4 + W // 4] = True
+    session = Session(model)
+    session.add_prompt(0, 1, prompt)
+    info = machine_info()
+    peak = matmul_peak_gflops()
+    fl = None
+    lat = []
+    rows = []
+    marks = sorted(c for c in checkpoints if c <= frames) or [frames]
+    for t in range(frames):
+        f = clip[t % len(clip)]
+        if t == 5:
+            t0 = time.perf_counter()
+            fl = flops_per_frame(session, f)
+            lat.append(time.perf_counter() - t0)
+        else:
+            t0 = time.perf_counter()
+            session.step(f)
+            lat.append(time.perf_counter() - t0)
+        if t + 1 in marks:
+            window = lat[min(5, len(lat) - 1):]
+            p50, p99 = percentile(window, 0.5), percentile(window, 0.99)
+            rec = {"bench": "stream", "frames": t + 1, "input": f"{H}x{W}",
+                   "internal": "x".join(map(str, model.input_size(H, W))), "p50_ms": 1e3 * p50,
+                   "p99_ms": 1e3 * p99, "fps": 1.0 / p50, "state_nbytes": session.state_nbytes(),
+                   "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(), "flops_per_frame": fl,
+                   "gflops_achieved": (fl or 0) / p50 / 1e9, "matmul_peak_gflops": peak,
+                   "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), **info}
+            emit(rec)
+            rows.append(rec)
+    print(markdown_table(rows, ["frames", "input", "internal", "p50_ms", "p99_ms", "fps", "state_nbytes",
+                                "rss_mb", "peak_rss_mb", "gflops_achieved", "matmul_peak_gflops"]))
+    return rows
