@@ -241,15 +241,22 @@ class VideoClips(torch.utils.data.Dataset):
             idx = self._draw_indices(rng, vid)
             if idx is None:  # a video without any annotated frame
                 continue
-            clip = self.reader.load(vid, idx)
-            sample = self._augment(clip, rng)
-            sample.update(sequence=vid, frame_indices=idx)
+            sample = self.sample(vid, idx, rng)
             if sample["masks"].shape[0] > 0:
                 break
         if sample is None:
             raise InputError(f"no annotated frames found in {self.retries + 1} draws from "
                              f"{self.reader.name!r}")
         return sample
+
+    def sample(self, vid: str, indices, rng: random.Random | None = None) -> dict:
+        """The clip sample of frames ``indices`` of video ``vid``, augmented with ``rng`` (default: a
+        generator seeded with ``seed``)."""
+        rng = rng if rng is not None else random.Random(self.seed)
+        idx = [int(k) for k in indices]
+        out = self._augment(self.reader.load(vid, idx), rng)
+        out.update(sequence=vid, frame_indices=idx)
+        return out
 
     # ------------------------------------------------------------ augmentation
     def _augment(self, clip: ClipData, rng: random.Random) -> dict:
@@ -265,7 +272,8 @@ class VideoClips(torch.utils.data.Dataset):
                                 size=(H1, W1), mode="nearest")[:, 0].long()  # (T, H1, W1)
         else:
             n = clip.masks.shape[0]
-            m = torch.from_numpy(np.ascontiguousarray(clip.masks).astype(np.uint8)).reshape(n * T, 1, H0, W0)
+            m = np.ascontiguousarray(clip.masks)
+            m = torch.from_numpy(m.view(np.uint8) if m.dtype == bool else m.astype(np.uint8)).reshape(n * T, 1, H0, W0)
             lab = F.interpolate(m, size=(H1, W1), mode="nearest").reshape(n, T, H1, W1)
         y0, x0 = rng.randint(0, H1 - Ht), rng.randint(0, W1 - Wt)
         fr = fr[:, :, y0:y0 + Ht, x0:x0 + Wt]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,12 @@ from ..errors import InputError
 from .clips import resize_nearest
 
 __all__ = ["decode_segmentation", "COCOInstances", "PseudoVideoClips"]
+
+
+def _decode(rle) -> np.ndarray:
+    with warnings.catch_warnings():  # pycocotools' numpy-2 ``copy=False`` deprecation, not ours
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_util.decode(rle).astype(bool)
 
 
 def decode_segmentation(seg, h: int, w: int) -> np.ndarray:
@@ -53,13 +60,13 @@ def decode_segmentation(seg, h: int, w: int) -> np.ndarray:
             rle = {"size": size, "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
         else:
             raise InputError(f"RLE counts must be a list or a string, got {type(counts).__name__}")
-        return mask_util.decode(rle).astype(bool)
+        return _decode(rle)
     if isinstance(seg, (list, tuple)):
         polys = [list(map(float, p)) for p in seg if len(p) >= 6]
         if not polys:
             return np.zeros((h, w), dtype=bool)
         rle = mask_util.merge(mask_util.frPyObjects(polys, h, w))
-        return mask_util.decode(rle).astype(bool)
+        return _decode(rle)
     raise InputError(f"unknown segmentation format: {type(seg).__name__}")
 
 
@@ -121,7 +128,7 @@ class COCOInstances:
         p = self.image_root / self.images[i]["file_name"]
         try:
             with Image.open(p) as im:
-                return np.asarray(im.convert("RGB"))
+                return np.array(im.convert("RGB"))
         except OSError as e:
             raise InputError(f"cannot read image {p}: {e}") from e
 

@@ -182,12 +182,17 @@ def _label_boundaries(lab: np.ndarray, labels) -> dict[int, np.ndarray]:
     if not keep.any():
         return {}
     n = f.size
-    key = np.unique(lbl[keep].astype(np.int64) * n + pix[keep])
+    if len(labels) == 1:  # one label: mark its boundary pixels (sorted and unique by construction)
+        marks = np.zeros(n, bool)
+        marks[pix[keep]] = True
+        return {labels[0]: np.flatnonzero(marks)}
+    key = np.sort(lbl[keep].astype(np.int64) * n + pix[keep])
+    key = key[np.concatenate([[True], key[1:] != key[:-1]])]
     lbl = key // n
     pix = key - lbl * n
-    uniq, starts = np.unique(lbl, return_index=True)
+    starts = np.concatenate([[0], np.flatnonzero(lbl[1:] != lbl[:-1]) + 1])
     ends = np.append(starts[1:], lbl.size)
-    return {u: pix[s:e] for u, s, e in zip(uniq.tolist(), starts.tolist(), ends.tolist())}
+    return {int(lbl[s]): pix[s:e] for s, e in zip(starts.tolist(), ends.tolist())}
 
 
 class _Boundary:

@@ -36,6 +36,7 @@ class TrainConfig:
 
     preset: str = "ausm-tiny"
     model_overrides: dict = field(default_factory=dict)
+    datasets: list = field(default_factory=list)  # mixture specs (see docs/DATA.md); empty = davis_* below
     davis_root: str = ""
     davis_split: str = "train"
     davis_resolution: str = "240p"
@@ -60,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     out: str = "runs/ausm-tiny"
     ckpt_every: int = 100
+    keep_every: int = 0  # also keep OUT/ckpts/step_NNNNN every N steps (for score-vs-step curves)
     log_every: int = 10
     vis_every: int = 100  # TensorBoard sample-mask images every N steps (0 = never)
     threads: int = 0
@@ -90,6 +92,42 @@ def run_model(model: AUSMModel, frames, track_ids, track_active, hist_masks, mod
     return Prediction(embs=[torch.stack([s.embs[i] for s in steps], 1) for i in range(L)],
                       masks=[torch.stack([s.masks[i] for s in steps], 1) for i in range(L)],
                       num_tracks=track_ids.shape[1])
+
+
+def build_training_data(tc: TrainConfig, world: int = 1):
+    """The clip dataset of a run: a weighted mixture of ``tc.datasets`` specs, or DAVIS clips from the
+    ``davis_*`` fields. Indexing is deterministic in (seed, index).
+
+    Raises:
+        ConfigError: no data configured or a bad dataset spec.
+    """
+    from ..data.clips import DavisClips
+    from ..data.davis import DavisDataset
+    from ..data.mixing import build_mixture
+    from ..errors import ConfigError
+
+    n = tc.steps * tc.batch_size * tc.grad_accum * world
+    if tc.datasets:
+        return build_mixture(tc.datasets, clip_len=tc.clip_len, size=tuple(tc.size), max_stride=tc.max_stride,
+                             samples_per_epoch=n, seed=tc.seed)
+    if not tc.davis_root:
+        raise ConfigError("no training data: set datasets=[...] or davis_root=...")
+    davis = DavisDataset(tc.davis_root, split=tc.davis_split, resolution=tc.davis_resolution, year=tc.davis_year)
+    return DavisClips(davis, clip_len=tc.clip_len, max_stride=tc.max_stride, size=tuple(tc.size),
+                      exhaustive=tc.exhaustive, samples_per_epoch=n, seed=tc.seed)
+
+
+def check_heads(ds, model: AUSMModel) -> None:
+    """Every dataset's class head must exist in the model (set ``model_overrides.class_heads``)."""
+    from ..errors import ConfigError
+
+    parts = getattr(ds, "datasets", [ds])
+    for d in parts:
+        reader = getattr(d, "reader", None) or getattr(d, "images", None) or d
+        head = getattr(reader, "head", None) or getattr(d, "head", None)
+        if head and head not in model.class_heads:
+            raise ConfigError(f"dataset {getattr(reader, 'name', '?')!r} uses class head {head!r}, the model has "
+                              f"{sorted(model.class_heads)}: add it to model_overrides.class_heads")
 
 
 class TrainStep(torch.nn.Module):
@@ -262,8 +300,7 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
     from tqdm import tqdm
 
     from ..checkpoint import load_model
-    from ..data.clips import DavisClips, collate_clips
-    from ..data.davis import DavisDataset
+    from ..data.clips import collate_clips
 
     rank, world, local_rank = _dist_info()
     device = _training_device(tc, local_rank)
@@ -316,10 +353,8 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
             net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
     if is_main:
         (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
-    davis = DavisDataset(tc.davis_root, split=tc.davis_split, resolution=tc.davis_resolution, year=tc.davis_year)
-    ds = DavisClips(davis, clip_len=tc.clip_len, max_stride=tc.max_stride, size=tuple(tc.size),
-                    exhaustive=tc.exhaustive, samples_per_epoch=tc.steps * tc.batch_size * tc.grad_accum * world,
-                    seed=tc.seed)
+    ds = build_training_data(tc, world)
+    check_heads(ds, model)
     use_bf16 = tc.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
     tb = None
     if is_main:
@@ -385,6 +420,8 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
                          active, hist, model, tc.mode)), step + 1, dataformats="HWC")
         if is_main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == end):
             _save_training_state(out, model, opt, step + 1, tc, history)
+        if is_main and tc.keep_every and (step + 1) % tc.keep_every == 0:
+            save_model(model, out / "ckpts" / f"step_{step + 1:05d}")
     if world > 1:
         # every rank must hold the same weights: gather a checksum of each rank's parameters
         flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])

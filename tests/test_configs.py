@@ -1,0 +1,40 @@
+"""The shipped training configs parse into TrainConfig, name known presets and dataset types, and
+chain the paper's three stages (spec §6)."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from ausm.config import get_config
+from ausm.data.mixing import READER_TYPES
+from ausm.train.trainer import TrainConfig
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_config_parses(path):
+    d = json.loads(path.read_text())
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(d) <= names, set(d) - names
+    tc = TrainConfig(**d)
+    cfg = get_config(tc.preset, **tc.model_overrides)
+    for spec in tc.datasets:
+        assert spec["type"] in READER_TYPES
+        head = {"ytvis": spec.get("head"), "ovis": "ovis", "coco": "coco"}.get(spec["type"])
+        if head:
+            assert head in cfg.class_heads
+
+
+def test_paper_stage_recipe():
+    for name in ("swin_t", "swin_b"):
+        s = [json.loads((CONFIGS[0].parent / f"stage{i}_{name}.json").read_text()) for i in (1, 2, 3)]
+        assert [x["clip_len"] for x in s] == [3, 5, 16]
+        assert [x["steps"] for x in s] == [147500, 32000, 40000]
+        assert s[0]["init_from"].startswith("mask2former:facebook/mask2former-swin-")
+        assert s[1]["init_from"] == s[0]["out"] + "/last" and s[2]["init_from"] == s[1]["out"] + "/last"
+        assert s[2]["freeze_backbone"] and not s[1].get("freeze_backbone", False)
+        assert all(x["lr"] == 1e-4 for x in s)
+        assert {d["type"] for d in s[1]["datasets"]} == {"coco", "mose", "sav", "ytvis", "ovis"}
+        assert "davis" in {d["type"] for d in s[2]["datasets"]}
