@@ -126,6 +126,8 @@ def cmd_train(args) -> int:
             kw[k] = json.loads(v)
         except json.JSONDecodeError:
             kw[k] = v
+    if args.mode:
+        kw["mode"] = args.mode
     unknown = set(kw) - set(fields)
     if unknown:
         raise ConfigError(f"unknown training options {sorted(unknown)}")
@@ -189,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("config", nargs="?", help="JSON file of TrainConfig fields")
     t.add_argument("overrides", nargs="*", help="key=value overrides of TrainConfig fields")
     t.add_argument("--resume", action="store_true", help="continue from OUT/last + OUT/trainer_state.pt")
+    t.add_argument("--mode", choices=["parallel", "iterative"], default=None,
+                   help="parallel (teacher-forced, Algorithm 2) or iterative (frame-by-frame baseline)")
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("benchmark", help="run a model over a benchmark split and score it")
