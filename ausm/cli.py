@@ -1,7 +1,8 @@
 """Command-line interface: ``ausm segment | train | benchmark``.
 
-Exit codes: 0 success, 2 bad input / config / checkpoint (a one-line ``error:`` message on stderr),
-130 interrupted.
+Exit codes (a one-line ``error:`` message on stderr, no traceback unless ``--debug``):
+0 success, 1 unexpected internal error, 2 bad input (video, mask, prompt, paths), 3 bad configuration,
+4 missing or broken checkpoint, 130 interrupted.
 """
 from __future__ import annotations
 
@@ -13,7 +14,17 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import AUSMError
+from .errors import AUSMError, CheckpointError, ConfigError, InputError
+
+#: Exit code of each error kind.
+EXIT_CODES = {InputError: 2, ConfigError: 3, CheckpointError: 4}
+
+
+def exit_code(e: BaseException) -> int:
+    for cls, code in EXIT_CODES.items():
+        if isinstance(e, cls):
+            return code
+    return 2 if isinstance(e, AUSMError) else 1
 
 
 def pick_device(name: str = "auto"):
@@ -175,6 +186,7 @@ def cmd_bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ausm", description="AUSM: streaming universal video segmentation")
+    p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("segment", help="segment a video (frame folder or video file)")
@@ -233,12 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except AUSMError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # every failure: one line, a distinct exit code
+        if args.debug:
+            import traceback
+
+            traceback.print_exc()
+        if isinstance(e, AUSMError):
+            print(f"error: {e}", file=sys.stderr)
+        else:
+            print(f"error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
+                  file=sys.stderr)
+        return exit_code(e)
 
 
 if __name__ == "__main__":

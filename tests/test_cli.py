@@ -143,10 +143,10 @@ def test_subprocess_error_is_one_line(tmp_path, small_ckpt):
 
 
 # ------------------------------------------------------------------ errors
-def expect_error(capsys, argv, tmp_path: Path, match: str, allowed: set[str] = frozenset()):
+def expect_error(capsys, argv, tmp_path: Path, match: str, allowed: set[str] = frozenset(), code: int = 2):
     rc = main(["segment", *map(str, argv), "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2
+    assert rc == code
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1, err
     assert match in lines[0], lines[0]
@@ -206,9 +206,26 @@ def test_error_broken_checkpoint(capsys, tmp_path, frame_dir, small_ckpt, bin_pr
     shutil.copytree(small_ckpt, ck)
     (ck / "model.safetensors").write_bytes(b"\x00" * 100)
     expect_error(capsys, [frame_dir, "--prompt", bin_prompt, "--out", tmp_path / "out", "--checkpoint", ck],
-                 tmp_path, "cannot read weights", {"ck", "prompt.png"})
+                 tmp_path, "cannot read weights", {"ck", "prompt.png"}, code=4)
     expect_error(capsys, [frame_dir, "--prompt", bin_prompt, "--out", tmp_path / "out",
-                          "--checkpoint", tmp_path / "no_ckpt"], tmp_path, "not found", {"ck", "prompt.png"})
+                          "--checkpoint", tmp_path / "no_ckpt"], tmp_path, "not found", {"ck", "prompt.png"}, code=4)
+
+
+def test_exit_codes_and_debug(capsys, tmp_path, monkeypatch):
+    from ausm import cli
+
+    assert main(["train", "davis_root=x", "no_such_option=1"]) == 3  # bad configuration
+    assert "unknown training option" in capsys.readouterr().err
+
+    def boom(args):
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(cli, "cmd_benchmark", boom)
+    rc = cli.main(["benchmark", "davis2016", "--root", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert rc == 1 and "internal error: RuntimeError: kaput" in err and "Traceback" not in err
+    assert cli.main(["--debug", "benchmark", "davis2016", "--root", str(tmp_path)]) == 1
+    assert "Traceback" in capsys.readouterr().err
 
 
 def test_error_out_is_a_file(capsys, tmp_path, frame_dir, small_ckpt, bin_prompt):

@@ -75,7 +75,8 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
             for mp, p in zip(mask_paths, preds):
                 save_index_png(d / f"{mp.stem}.png", np.clip(p, 0, 255).astype(np.uint8))
         if scored:
-            seqs.set_postfix(JF=f"{(np.mean([o.j_mean for o in scored]) + np.mean([o.f_mean for o in scored])) / 2:.3f}")
+            jf = (np.mean([o.j_mean for o in scored]) + np.mean([o.f_mean for o in scored])) / 2
+            seqs.set_postfix(JF=f"{jf:.3f}")
     summary = summarize(scored)
     result = {k: summary[k] for k in ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")}
     result.update(task=task, year=year, sequences=len(ds.sequences), num_objects=summary["num_objects"],

@@ -66,7 +66,8 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--sequences", nargs="+", default=None, help="score only these sequences")
     d.add_argument("--max-proposals", type=int, default=20,
                    help="unsupervised: largest predicted id allowed (official 20; 0 = no limit)")
-    d.add_argument("--workers", type=int, default=1, help="threads scoring sequences in parallel")
+    d.add_argument("--workers", type=int, default=1,
+                   help="processes scoring sequences in parallel (0: one per CPU core)")
     d.add_argument("--json", default=None, help="write the results (fractions, full precision) here")
     d.add_argument("--quiet", action="store_true", help="no progress bar")
     d.set_defaults(func=cmd_eval_davis)

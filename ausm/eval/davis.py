@@ -41,10 +41,11 @@ import math
 import os
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -199,13 +200,14 @@ class _Boundary:
     """Boundary pixels of one object in one frame (sorted flat indices in an image of width ``w``),
     with a lazily built k-d tree."""
 
-    __slots__ = ("keys", "pts", "lo", "hi", "_tree")
+    __slots__ = ("keys", "pts", "y0", "y1", "x0", "x1", "_tree")
 
     def __init__(self, keys: np.ndarray, w: int):
         self.keys = keys
-        self.pts = np.stack([keys // w, keys % w], axis=1).astype(np.float64)
-        self.lo = self.pts.min(axis=0)
-        self.hi = self.pts.max(axis=0)
+        ys, xs = keys // w, keys % w
+        self.pts = np.column_stack([ys, xs]).astype(np.float64)
+        self.y0, self.y1 = int(ys[0]), int(ys[-1])  # keys are sorted
+        self.x0, self.x1 = int(xs.min()), int(xs.max())
         self._tree = None
 
     def __len__(self):
@@ -220,16 +222,25 @@ class _Boundary:
 
     def near(self, other: "_Boundary", r: int) -> bool:
         """Whether the bounding boxes are within ``r`` of each other (else nothing can match)."""
-        return not (np.any(self.lo - other.hi > r) or np.any(other.lo - self.hi > r))
+        return (self.y0 - other.y1 <= r and other.y0 - self.y1 <= r and self.x0 - other.x1 <= r
+                and other.x0 - self.x1 <= r)
 
     def count_within(self, other: "_Boundary", r: int) -> int:
         """How many of ``other``'s pixels lie within Euclidean distance ``r`` of one of ours
         (the official "boundary pixels of ``other`` inside our boundary dilated by a disk of radius r")."""
-        same = np.isin(other.keys, self.keys, assume_unique=True)  # distance 0
-        rest = other.pts[~same]
+        pts, keys = other.pts, other.keys
+        if (other.y0 < self.y0 - r or other.y1 > self.y1 + r or other.x0 < self.x0 - r
+                or other.x1 > self.x1 + r):  # pixels outside our box grown by r cannot match
+            sel = ((pts[:, 0] >= self.y0 - r) & (pts[:, 0] <= self.y1 + r) & (pts[:, 1] >= self.x0 - r)
+                   & (pts[:, 1] <= self.x1 + r))
+            pts, keys = pts[sel], keys[sel]
+            if not len(keys):
+                return 0
+        k = np.searchsorted(self.keys, keys)
+        same = self.keys[np.minimum(k, len(self.keys) - 1)] == keys  # distance 0
         n = int(np.count_nonzero(same))
-        if rest.size:
-            d, _ = self.tree.query(rest, k=1, distance_upper_bound=r + 0.5)
+        if n < len(keys):
+            d, _ = self.tree.query(pts[~same], k=1, distance_upper_bound=r + 0.5)
             # d = sqrt(integer): sqrt(k) <= r  <=>  k <= r² exactly for an integer r
             n += int(np.count_nonzero(d <= r))
         return n
@@ -276,13 +287,22 @@ def _f_many(bps: dict[int, _Boundary], pids: Sequence[int], bg: _Boundary | None
         k, bp = cand[0]
         out[k] = _f_from_boundaries(bp, bg, r)
     elif cand:
-        # the precision of every candidate with one query against the ground-truth tree
+        # every (ground-truth pixel, predicted pixel) pair within r, for all candidates at once
+        from scipy.spatial import cKDTree
+
         pts = np.concatenate([bp.pts for _, bp in cand])
         owner = np.repeat(np.arange(len(cand)), [len(bp) for _, bp in cand])
-        d, _ = bg.tree.query(pts, k=1, distance_upper_bound=r + 0.5)
-        fg_match = np.bincount(owner[d <= r], minlength=len(cand))
+        pairs = bg.tree.sparse_distance_matrix(cKDTree(pts), r + 0.5, output_type="ndarray")
+        ok = pairs["v"] <= r  # sqrt(k) <= r  <=>  k <= r² for an integer r
+        gi, pj = pairs["i"][ok], pairs["j"][ok]
+        fg_hit = np.zeros(len(pts), bool)
+        fg_hit[pj] = True
+        fg_match = np.bincount(owner[fg_hit], minlength=len(cand))
+        gt_hit = np.zeros((len(cand), n_gt), bool)
+        gt_hit[owner[pj], gi] = True
+        gt_match = gt_hit.sum(axis=1)
         for c, (k, bp) in enumerate(cand):
-            out[k] = _f_value(len(bp), n_gt, int(fg_match[c]), bp.count_within(bg, r))
+            out[k] = _f_value(len(bp), n_gt, int(fg_match[c]), int(gt_match[c]))
     return out
 
 
@@ -378,19 +398,21 @@ class _FrameScores:
 
 
 def _score_frame(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], r: int,
-                 pred_ids: Sequence[int] | None = None) -> _FrameScores:
+                 pred_ids: Sequence[int] | str | None = None) -> _FrameScores:
     """J and F of one frame.
 
     Args:
         pred, gt: ``(H, W)`` integer label images (void already removed where it must be).
         gt_ids: ground-truth objects to score (sorted).
         r: boundary tolerance in pixels (from the full image size).
-        pred_ids: predicted ids to score against every object (unsupervised); ``None`` scores each
-            object only against the predicted id equal to it (semi-supervised, "diagonal").
+        pred_ids: predicted ids to score against every object (unsupervised; ``"present"``: every
+            non-zero id of ``pred``); ``None`` scores each object only against the predicted id equal to
+            it (semi-supervised, "diagonal").
     """
     gt_ids = np.asarray(list(gt_ids), dtype=np.int64)
     diagonal = pred_ids is None
-    cand = gt_ids if diagonal else np.asarray(list(pred_ids), dtype=np.int64)
+    cand = gt_ids if diagonal else np.zeros(0, np.int64) if isinstance(pred_ids, str) else \
+        np.asarray(list(pred_ids), dtype=np.int64)
     crop = _crop(pred, gt)
     if crop is None:  # both empty: J = F = 1 for every pair
         ones = np.ones(len(gt_ids)) if diagonal else np.ones((0, len(gt_ids)))
@@ -398,6 +420,9 @@ def _score_frame(pred: np.ndarray, gt: np.ndarray, gt_ids: Sequence[int], r: int
         return _FrameScores(cand if diagonal else cand[:0], gt_ids, ones, ones.copy(), zeros, zeros)
     pred, gt = crop
     hist, pu, gu = _pair_counts(pred, gt)
+    if isinstance(pred_ids, str):  # every non-zero predicted id
+        cand = np.flatnonzero(hist.sum(axis=1)) if pu is None else pu[hist.sum(axis=1) > 0]
+        cand = cand[cand != 0].astype(np.int64)
 
     def index(u, ids):
         if u is None:
@@ -578,8 +603,7 @@ def score_sequence(gt_frames: Sequence[np.ndarray], pred_frames: Sequence[np.nda
             if max_proposals is not None and pmax > max_proposals:
                 raise InputError(f"{name}/{names[t]}: predicted id {pmax} is above the maximum number of "
                                  f"proposals ({max_proposals})")
-            pids = [v for v in np.unique(p).tolist() if v != 0]
-            frames[t] = _score_frame(p, g, objs, r, pids)
+            frames[t] = _score_frame(p, g, objs, r, "present")
 
     if layout == "davis":
         objects = list(range(1, n_objects + 1))
@@ -733,22 +757,37 @@ def read_index_png(path, binary: bool = False) -> np.ndarray:
 
 
 class _LazyMasks:
-    """A sequence of mask files read on indexing (one frame in memory at a time)."""
+    """A sequence of mask files decoded on indexing; with an ``executor``, the next ``ahead`` files are
+    decoded in the background (PNG decoding releases the GIL) while the current frame is scored."""
 
-    def __init__(self, paths: list[Path | None], what: str):
+    def __init__(self, paths: list[Path | None], what: str, executor=None, ahead: int = 4):
         self.paths = paths
         self.what = what
+        self.executor = executor
+        self.ahead = ahead
+        self._futures: dict[int, object] = {}
 
     def __len__(self):
         return len(self.paths)
 
-    def __getitem__(self, i):
+    def _read(self, i):
         p = self.paths[i]
         if p is None:
             return None
         if not p.is_file():
             raise InputError(f"{self.what}: {p} does not exist")
         return read_index_png(p)
+
+    def __getitem__(self, i):
+        if self.executor is None:
+            return self._read(i)
+        for k in range(i, min(i + self.ahead + 1, len(self.paths))):
+            if k not in self._futures and self.paths[k] is not None:
+                self._futures[k] = self.executor.submit(self._read, k)
+        for k in [k for k in self._futures if k < i]:  # frames skipped by the protocol
+            self._futures.pop(k)
+        fut = self._futures.pop(i, None)
+        return self._read(i) if fut is None else fut.result()
 
 
 def _detect_layout(gt_root: Path, resolution: str) -> str:
@@ -792,7 +831,7 @@ def evaluate_davis(gt_root, pred_root, *, task: str = "semi", split: str | None 
         year: 2017 (index masks, void 255) or 2016 (0/255 masks, one object).
         sequences: explicit sequence names (override ``split``).
         layout: ``"auto"`` (``davis`` when ``Annotations/<resolution>`` exists), ``"davis"``, ``"youtube"``.
-        workers: threads scoring sequences in parallel.
+        workers: processes scoring sequences in parallel (``0``: one per CPU core).
 
     Returns:
         :func:`summarize`'s dict plus ``task``, ``year``, ``set``, ``layout``, ``sequences``.
@@ -833,34 +872,42 @@ def evaluate_davis(gt_root, pred_root, *, task: str = "semi", split: str | None 
         raise InputError(f"{len(missing)} predicted sequence(s) missing in {pred_root}: "
                          f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
 
-    semi = task == "semi"
+    run = partial(_score_sequence_files, ann_root, pred_root, task=task, year=year, layout=layout,
+                  max_proposals=max_proposals, bound_th=bound_th)
+    if workers is not None and workers <= 0:
+        workers = os.cpu_count() or 1
+    workers = max(1, min(int(workers or 1), len(seqs)))
+    if workers > 1:  # processes: the per-frame work holds the GIL most of the time
+        import multiprocessing as mp
 
-    def run(seq: str) -> list[ObjectScore]:
-        gts = sorted((ann_root / seq).glob("*.png"))
-        if not gts:
-            raise InputError(f"no ground-truth masks in {ann_root / seq}")
-        names = [p.stem for p in gts]
-        n = len(gts)
-        pred_paths: list[Path | None] = [pred_root / seq / f"{nm}.png" for nm in names]
-        if semi:  # the official tool does not read the first and last predicted frames
-            pred_paths = [p if 0 < i < n - 1 else None for i, p in enumerate(pred_paths)]
-        for p in pred_paths:
-            if p is not None and not p.is_file():
-                raise InputError(f"predicted mask missing: {p} (sequence {seq!r}, frame {p.stem})")
-        return score_sequence(_LazyMasks(list(gts), seq), _LazyMasks(pred_paths, seq), task=task, year=year,
-                              layout=layout, name=seq, frame_names=names, max_proposals=max_proposals,
-                              bound_th=bound_th)
-
-    results: list[list[ObjectScore]]
-    it = seqs
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as ex:
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as ex:
             results = list(_progress(ex.map(run, seqs), len(seqs), progress))
     else:
-        results = [run(s) for s in _progress(it, len(seqs), progress)]
+        results = [run(s) for s in _progress(seqs, len(seqs), progress)]
     objects = [o for r in results for o in r]
     return summarize(objects, task=task, year=year, set=split, layout=layout, resolution=resolution,
                      sequences=list(seqs))
+
+
+def _score_sequence_files(ann_root: Path, pred_root: Path, seq: str, *, task: str, year: int, layout: str,
+                          max_proposals: int | None, bound_th: float) -> list[ObjectScore]:
+    """Score ``pred_root/seq/<frame>.png`` against ``ann_root/seq/<frame>.png``."""
+    gts = sorted((ann_root / seq).glob("*.png"))
+    if not gts:
+        raise InputError(f"no ground-truth masks in {ann_root / seq}")
+    names = [p.stem for p in gts]
+    n = len(gts)
+    pred_paths: list[Path | None] = [pred_root / seq / f"{nm}.png" for nm in names]
+    if task == "semi":  # the official tool does not read the first and last predicted frames
+        pred_paths = [p if 0 < i < n - 1 else None for i, p in enumerate(pred_paths)]
+    for p in pred_paths:
+        if p is not None and not p.is_file():
+            raise InputError(f"predicted mask missing: {p} (sequence {seq!r}, frame {p.stem})")
+    with ThreadPoolExecutor(max_workers=2) as io:  # decode ahead while scoring
+        return score_sequence(_LazyMasks(list(gts), seq, io), _LazyMasks(pred_paths, seq, io), task=task,
+                              year=year, layout=layout, name=seq, frame_names=names,
+                              max_proposals=max_proposals, bound_th=bound_th)
 
 
 def _progress(it, total, enabled):
