@@ -52,6 +52,92 @@ class FrameResult:
     new_obj_ids: list[int] = field(default_factory=list)
 
 
+@dataclass
+class GeometricPrompt:
+    """A box (``data`` = (x0, y0, x1, y1)) or points (``data`` (k, 2) of (x, y), ``labels`` (k,) 0/1) in
+    input-frame pixels."""
+
+    kind: str
+    data: np.ndarray
+    labels: np.ndarray | None = None
+
+
+def _box_of(masks: torch.Tensor) -> torch.Tensor:
+    """(k, H, W) bool → (k, 4) boxes (x0, y0, x1, y1) in pixel-edge coordinates; zeros for empty masks."""
+    k, H, W = masks.shape
+    rows, cols = masks.any(2), masks.any(1)
+    ar_h = torch.arange(H, device=masks.device)
+    ar_w = torch.arange(W, device=masks.device)
+    big = H + W
+    y0 = torch.where(rows, ar_h, big).amin(1)
+    y1 = torch.where(rows, ar_h, -1).amax(1) + 1
+    x0 = torch.where(cols, ar_w, big).amin(1)
+    x1 = torch.where(cols, ar_w, -1).amax(1) + 1
+    out = torch.stack([x0, y0, x1, y1], 1).float()
+    return torch.where(masks.flatten(1).any(1, keepdim=True), out, torch.zeros_like(out))
+
+
+def select_candidate(prompt: GeometricPrompt, masks: torch.Tensor, scores: torch.Tensor,
+                     min_box_iou: float = 0.5) -> tuple[torch.Tensor, str, int | None]:
+    """Choose the model's candidate mask that best fits a box or point prompt (issue: universal prompts).
+
+    Args:
+        prompt: the box or points, already scaled to the candidates' resolution.
+        masks: (Q, H, W) bool candidate masks (every query of the model on the prompted frame).
+        scores: (Q,) foreground probabilities of the candidates.
+        min_box_iou: a box prompt accepts a candidate only if the candidate's bounding box has at least
+            this IoU with the prompt box.
+
+    Rules:
+        box — the candidate whose bounding box has the highest IoU with the box (ties: higher score);
+        fallback when no candidate reaches ``min_box_iou``: the filled box itself.
+        points — candidates containing every positive point and no negative point, the highest
+        score wins; else the candidate maximising (#positives inside − #negatives inside), if that is
+        positive; else fallback: disks of radius 2 % of the shorter side around the positive points.
+
+    Returns:
+        ((H, W) bool mask, ``"candidate"`` or ``"fallback"``, the chosen candidate's index or None).
+    """
+    Q, H, W = masks.shape
+    if prompt.kind == "box":
+        x0, y0, x1, y1 = (float(v) for v in prompt.data)
+        boxes = _box_of(masks)
+        ix = (torch.minimum(boxes[:, 2], torch.tensor(x1)) - torch.maximum(boxes[:, 0], torch.tensor(x0))).clamp(min=0)
+        iy = (torch.minimum(boxes[:, 3], torch.tensor(y1)) - torch.maximum(boxes[:, 1], torch.tensor(y0))).clamp(min=0)
+        inter = ix * iy
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        iou = inter / (area + (x1 - x0) * (y1 - y0) - inter).clamp(min=1e-9)
+        iou = torch.where(masks.flatten(1).any(1), iou, torch.full_like(iou, -1.0))
+        if Q and float(iou.max()) >= min_box_iou:
+            best = int(torch.argmax(iou * 10 + scores.float().clamp(0, 1) * 1e-3))
+            return masks[best], "candidate", best
+        out = torch.zeros(H, W, dtype=torch.bool)
+        out[max(0, int(round(y0))):max(0, int(round(y1))), max(0, int(round(x0))):max(0, int(round(x1)))] = True
+        return out, "fallback", None
+    pts, lab = prompt.data, prompt.labels
+    xs = np.clip(np.round(pts[:, 0]).astype(int), 0, W - 1)
+    ys = np.clip(np.round(pts[:, 1]).astype(int), 0, H - 1)
+    inside = masks[:, ys, xs] if Q else torch.zeros(0, len(pts), dtype=torch.bool)  # (Q, k)
+    pos = torch.from_numpy(lab == 1)
+    n_pos = (inside & pos).sum(1)
+    n_neg = (inside & ~pos).sum(1)
+    valid = (n_pos == int(pos.sum())) & (n_neg == 0)
+    if bool(valid.any()):
+        s = torch.where(valid, scores.float(), torch.full_like(scores.float(), -1.0))
+        best = int(torch.argmax(s))
+        return masks[best], "candidate", best
+    if Q and int((n_pos - n_neg).max()) > 0:
+        best = int(torch.argmax((n_pos - n_neg).float() + scores.float().clamp(0, 1) * 1e-3))
+        return masks[best], "candidate", best
+    r = max(1.0, 0.02 * min(H, W))
+    yy, xx = torch.meshgrid(torch.arange(H), torch.arange(W), indexing="ij")
+    out = torch.zeros(H, W, dtype=torch.bool)
+    for x, y, l in zip(pts[:, 0], pts[:, 1], lab):
+        if l == 1:
+            out |= (xx - float(x)) ** 2 + (yy - float(y)) ** 2 <= r * r
+    return out, "fallback", None
+
+
 def _to_tensor_image(frame) -> torch.Tensor:
     """np (H, W, 3) uint8 RGB or torch (3, H, W) float in [0, 1] → (1, 3, H, W) float32."""
     if isinstance(frame, np.ndarray):
@@ -123,6 +209,8 @@ class Session:
         self._frame_idx = 0
         self._next_auto_id = 1
         self._any_prompt = False
+        #: how each box/point prompt was resolved: {(frame_idx, obj_id): "candidate" | "fallback"}
+        self.prompt_sources: dict[tuple[int, int], str] = {}
 
     @property
     def frame_idx(self) -> int:
@@ -149,30 +237,61 @@ class Session:
         return n
 
     # -- prompts ------------------------------------------------------------------------------
-    def add_prompt(self, frame_idx: int, obj_id: int, mask) -> None:
-        """Give the mask of object ``obj_id`` on frame ``frame_idx`` (≥ the next frame to process).
+    def add_prompt(self, frame_idx: int, obj_id: int, mask=None, *, box=None, points=None, labels=None) -> None:
+        """Prompt object ``obj_id`` on frame ``frame_idx`` (≥ the next frame to process) with exactly one
+        of a mask, a box or points.
 
         Args:
             frame_idx: 0-based frame index, not yet processed.
             obj_id: client object id, 1..65535.
             mask: (H, W) bool / {0,1} array (or torch tensor) at the input frame's resolution.
+            box: (x0, y0, x1, y1) in input-frame pixels (x right, y down; x1 > x0, y1 > y0).
+            points: (k, 2) array of (x, y) input-frame pixels.
+            labels: (k,) 1 = positive (on the object), 0 = negative; default all positive.
+
+        Box and point prompts go through the universal model: after the model has processed the
+        frame, the candidate masks of all its queries (detections and tracks) are compared with the
+        prompt and the best one becomes the object's mask on that frame (see :func:`select_candidate`).
 
         Raises:
-            InputError: past frame, bad id, empty mask, wrong size.
+            InputError: past frame, bad id, not exactly one prompt kind, empty mask, wrong size, a
+                degenerate box, points without a positive one.
         """
-        if not isinstance(obj_id, (int, np.integer)) or not 0 < int(obj_id) < 65536:
+        if not isinstance(obj_id, (int, np.integer)) or isinstance(obj_id, bool) or not 0 < int(obj_id) < 65536:
             raise InputError(f"obj_id must be an integer in 1..65535, got {obj_id!r}")
         if frame_idx < self._frame_idx:
             raise InputError(f"frame {frame_idx} was already processed (next frame is {self._frame_idx})")
-        m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-        if m.ndim != 2:
-            raise InputError(f"prompt mask must be 2-D (H, W), got shape {m.shape}")
-        m = m > 0
-        if not m.any():
-            raise InputError(f"prompt mask for object {obj_id} on frame {frame_idx} is empty")
-        if self._frame_size is not None and m.shape != self._frame_size:
-            raise InputError(f"prompt mask size {m.shape} differs from the frame size {self._frame_size}")
-        self._pending.setdefault(int(frame_idx), {})[int(obj_id)] = m
+        given = [x is not None for x in (mask, box, points)]
+        if sum(given) != 1:
+            raise InputError("give exactly one of mask=, box= or points= per prompt")
+        if mask is not None:
+            m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
+            if m.ndim != 2:
+                raise InputError(f"prompt mask must be 2-D (H, W), got shape {m.shape}")
+            m = m > 0
+            if not m.any():
+                raise InputError(f"prompt mask for object {obj_id} on frame {frame_idx} is empty")
+            if self._frame_size is not None and m.shape != self._frame_size:
+                raise InputError(f"prompt mask size {m.shape} differs from the frame size {self._frame_size}")
+            entry = m
+        elif box is not None:
+            b = np.asarray(box, dtype=np.float64).reshape(-1)
+            if b.shape != (4,) or not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
+                raise InputError(f"box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
+            entry = GeometricPrompt("box", b)
+        else:
+            pts = np.asarray(points, dtype=np.float64)
+            if pts.ndim == 1:
+                pts = pts[None]
+            if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or not np.isfinite(pts).all():
+                raise InputError(f"points must be (k, 2) of (x, y), got shape {pts.shape}")
+            lab = np.ones(len(pts), dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64).reshape(-1)
+            if lab.shape != (len(pts),) or not np.isin(lab, (0, 1)).all():
+                raise InputError(f"labels must be k values in {{0, 1}} for the k points, got {labels!r}")
+            if not (lab == 1).any():
+                raise InputError("point prompts need at least one positive point (label 1)")
+            entry = GeometricPrompt("points", pts, lab)
+        self._pending.setdefault(int(frame_idx), {})[int(obj_id)] = entry
         self._any_prompt = True
 
     _any_prompt = False
@@ -249,7 +368,7 @@ class Session:
         elif (H, W) != self._frame_size:
             raise InputError(f"frame {k} is {H}x{W}, the stream started at {self._frame_size[0]}x{self._frame_size[1]}")
         for m in self._pending.get(k, {}).values():
-            if m.shape != self._frame_size:
+            if isinstance(m, np.ndarray) and m.shape != self._frame_size:
                 raise InputError(f"prompt mask size {m.shape} differs from the frame size {self._frame_size}")
         # check the ID capacity before any state changes; prompted objects take precedence over detections
         new_prompted = [o for o in self._pending.get(k, {}) if o not in self.obj_ids]
@@ -258,7 +377,9 @@ class Session:
                              f"{int(self._free.sum())} free ID vectors (at most {self.cfg.num_ids} objects)")
         x = F.interpolate(img, size=self._input_size, mode="bilinear", align_corners=False,
                           antialias=True).to(self.device, self.dtype).clamp(0, 1)
-        prompts = self._pending.pop(k, {})
+        pending = self._pending.pop(k, {})
+        prompts = {o: m for o, m in pending.items() if isinstance(m, np.ndarray)}
+        geo = {o: g for o, g in pending.items() if isinstance(g, GeometricPrompt)}
         prompt_in = {o: self._prompt_to_input(m) for o, m in prompts.items()}
         new_ids: list[int] = []
         if k == 0:  # prompted Algorithm 1: A_0 = Sampler(B, |y_0|), M_0 = prompt masks
@@ -274,6 +395,22 @@ class Session:
         fg = self.model.foreground_prob(pred.final_embs[0], self.class_head).float()
         trk_logits, det_logits = logits[:n], logits[n:]
         scores = fg[:n].clone()
+        # box / point prompts: pick among the model's own candidates on this frame
+        taken: set[int] = set()
+        if geo:
+            cand = _resize(logits, self._input_size) > 0  # (n + N_det, Hm, Wm)
+            sy, sx = self._input_size[0] / H, self._input_size[1] / W
+            for o, g in geo.items():
+                if g.kind == "box":
+                    scaled = GeometricPrompt("box", g.data * np.array([sx, sy, sx, sy]))
+                else:
+                    scaled = GeometricPrompt("points", g.data * np.array([sx, sy]), g.labels)
+                m_sel, how, q_sel = select_candidate(scaled, cand.cpu(), fg.cpu())
+                if q_sel is not None and q_sel >= n:
+                    taken.add(q_sel - n)  # that detection is this object now, not a new track
+                self.prompt_sources[(k, o)] = how
+                prompts[o] = _resize(m_sel[None].float(), (H, W))[0].cpu().numpy() > 0.5
+                prompt_in[o] = m_sel.to(self.device).float()
         # new detections
         if self.detect_new_objects:
             free = int(self._free.sum()) - (len(new_prompted) if k > 0 else 0)  # keep IDs for prompts
@@ -283,7 +420,7 @@ class Session:
             for q in cand.tolist():
                 if len(keep) >= free:
                     break  # no free ID left: the lowest-scoring detections are dropped
-                if (det_logits[q] > 0).any():
+                if q not in taken and (det_logits[q] > 0).any():
                     keep.append(q)
             if keep:
                 trk_logits = torch.cat([trk_logits, det_logits[keep]], 0)
