@@ -497,3 +497,11 @@ def test_real_void_snippet_unsupervised():
     assert_matches_oracle(gts, preds, "unsupervised")
     got = score_sequence(gts, preds, task="unsupervised")
     assert sorted((o.object_id, o.proposal) for o in got) == [(1, 1), (2, 3)]
+
+
+@needs_shared
+def test_davis2016_binary_root_gives_the_same_scores():
+    """DAVIS-2016 0/255 ground truth (255 = the object) scores like its DAVIS-2017 recoding."""
+    seqs = ["blackswan", "car-shadow", "libby"]
+    res = evaluate_davis(SHARED / "davis2016", OSVOS, task="semi", year=2016, sequences=seqs)
+    check(res, {}, {f"{s}_1": OSVOS_PER_OBJECT[f"{s}_1"] for s in seqs})

@@ -396,3 +396,26 @@ def test_unprompted_without_detections(small_model, frames):
         r = s.step(f)
         check_consistent(r)
         assert r.obj_ids == [] and not r.index_mask.any()
+
+
+def test_class_scores_are_maxed_over_frames_and_named(frames):
+    import torch as _t
+
+    from conftest import make_model
+    from ausm.inference import Session
+
+    model = make_model(0, class_heads={"ytvis2019": 3}, class_names={"ytvis2019": ["cat", "dog", "fox"]})
+    s = Session(model, detect_new_objects=True, class_head="ytvis2019", fg_threshold=0.01)
+    seen = {}
+    for f in frames[:4]:
+        r = s.step(f)
+        assert r.class_names == ["cat", "dog", "fox"]
+        assert len(r.class_ids) == len(r.obj_ids) == len(r.class_scores)
+        table = s.track_class_scores()
+        for o, cid, cs in zip(r.obj_ids, r.class_ids, r.class_scores):
+            assert table[o].shape == (3,) and table[o].argmax() == cid and abs(table[o].max() - cs) < 1e-6
+            if o in seen:
+                assert (table[o] >= seen[o] - 1e-7).all()  # max over frames never decreases
+            seen[o] = table[o]
+        assert r.boxes.shape == (len(r.obj_ids), 4)
+    assert seen, "a random model with fg_threshold 0.01 detects something"

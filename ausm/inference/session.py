@@ -42,6 +42,12 @@ class FrameResult:
         index_mask: (H, W) uint16 VOS index mask: per pixel the object with the highest probability
             among those above 0.5, else 0 (spec §7).
         new_obj_ids: objects that started on this frame (prompts and detections).
+        class_ids: (n,) int64 class index of each track in the session's class head: the argmax of
+            its class probabilities maxed over the frames seen so far (spec §7, GenVIS); 0 for the
+            class-agnostic head.
+        class_scores: (n,) float32 the probability of that class (max over frames).
+        class_names: the class names (``cfg.class_names[head]``; ``"object"`` for the agnostic head,
+            ``"class_<i>"`` when the checkpoint stores no names).
     """
 
     frame_idx: int
@@ -50,6 +56,16 @@ class FrameResult:
     scores: np.ndarray
     index_mask: np.ndarray
     new_obj_ids: list[int] = field(default_factory=list)
+    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    class_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    class_names: list[str] = field(default_factory=list)
+
+    @property
+    def boxes(self) -> np.ndarray:
+        """(n, 4) float32 boxes (x0, y0, x1, y1) in pixels of the masks (zeros for empty masks)."""
+        if len(self.masks) == 0:
+            return np.zeros((0, 4), np.float32)
+        return _box_of(torch.from_numpy(self.masks)).numpy().astype(np.float32)
 
 
 @dataclass
@@ -209,8 +225,24 @@ class Session:
         self._frame_idx = 0
         self._next_auto_id = 1
         self._any_prompt = False
+        K = self.model.class_heads[self.class_head].out_features - 1
+        self._cls_max = torch.zeros(N, K)  # per slot: class probabilities maxed over frames
         #: how each box/point prompt was resolved: {(frame_idx, obj_id): "candidate" | "fallback"}
         self.prompt_sources: dict[tuple[int, int], str] = {}
+
+    @property
+    def class_names(self) -> list[str]:
+        """Names of the classes of the session's class head."""
+        if self.class_head == AGNOSTIC:
+            return ["object"]
+        names = self.cfg.class_names.get(self.class_head)
+        K = self.model.class_heads[self.class_head].out_features - 1
+        return list(names) if names else [f"class_{i}" for i in range(K)]
+
+    def track_class_scores(self) -> dict[int, np.ndarray]:
+        """{obj_id: (K,) float32 class probabilities maxed over the frames so far} — the input of a
+        per-video top-k over (track × class) scores (spec §7)."""
+        return {o: self._cls_max[i].numpy().astype(np.float32).copy() for i, o in enumerate(self.obj_ids)}
 
     @property
     def frame_idx(self) -> int:
@@ -230,6 +262,7 @@ class Session:
     def state_nbytes(self) -> int:
         """Bytes of the streaming state: network state + slot tables (constant over time)."""
         n = self._slot_id.numel() * 8 + self._slot_obj.numel() * 8 + self._free.numel()
+        n += self._cls_max.numel() * self._cls_max.element_size()
         if self._slot_mask is not None:
             n += self._slot_mask.numel() * self._slot_mask.element_size()
         if self._state is not None:
@@ -307,6 +340,7 @@ class Session:
         self._slot_id[slot] = j
         self._slot_obj[slot] = obj_id
         self._slot_mask[slot] = 0
+        self._cls_max[slot] = 0
         self._n += 1
         self._next_auto_id = max(self._next_auto_id, obj_id + 1)
         return slot
@@ -332,6 +366,8 @@ class Session:
         self._slot_id[n], self._slot_obj[n] = -1, -1
         if self._slot_mask is not None:
             self._slot_mask[n] = 0
+        self._cls_max[:n] = self._cls_max[keep].clone()
+        self._cls_max[n] = 0
         self._n = n
 
     def _grid_mask(self, m: torch.Tensor) -> torch.Tensor:
@@ -395,8 +431,11 @@ class Session:
         fg = self.model.foreground_prob(pred.final_embs[0], self.class_head).float()
         trk_logits, det_logits = logits[:n], logits[n:]
         scores = fg[:n].clone()
+        cls_prob = self.model.class_logits(pred.final_embs[0], self.class_head).float().softmax(-1)[:, :-1].cpu()
+        cls_rows = cls_prob[:n]
         # box / point prompts: pick among the model's own candidates on this frame
         taken: set[int] = set()
+        self._geo_query: dict[int, int | None] = {}
         if geo:
             cand = _resize(logits, self._input_size) > 0  # (n + N_det, Hm, Wm)
             sy, sx = self._input_size[0] / H, self._input_size[1] / W
@@ -406,6 +445,7 @@ class Session:
                 else:
                     scaled = GeometricPrompt("points", g.data * np.array([sx, sy]), g.labels)
                 m_sel, how, q_sel = select_candidate(scaled, cand.cpu(), fg.cpu())
+                self._geo_query[o] = q_sel
                 if q_sel is not None and q_sel >= n:
                     taken.add(q_sel - n)  # that detection is this object now, not a new track
                 self.prompt_sources[(k, o)] = how
@@ -425,6 +465,7 @@ class Session:
             if keep:
                 trk_logits = torch.cat([trk_logits, det_logits[keep]], 0)
                 scores = torch.cat([scores, fg[n:][keep]], 0)
+                cls_rows = torch.cat([cls_rows, cls_prob[n:][keep]], 0)
                 for _ in keep:
                     o = self._next_auto_id
                     while o in self.obj_ids or o in prompts or any(o in p for p in self._pending.values()):
@@ -449,6 +490,10 @@ class Session:
                 m_in = torch.cat([m_in, m_in.new_zeros((1, *m_in.shape[1:]))], 0)
                 probs = torch.cat([probs, probs.new_zeros((1, *probs.shape[1:]))], 0)
                 scores = torch.cat([scores, scores.new_ones(1)], 0)
+                q = None
+                if o in geo and self._geo_query.get(o) is not None:
+                    q = self._geo_query[o]
+                cls_rows = torch.cat([cls_rows, cls_prob[q:q + 1] if q is not None else cls_prob.new_zeros(1, cls_prob.shape[1])], 0)
             m_in[s] = m
             probs[s] = torch.from_numpy(prompts[o]).to(probs)
             scores[s] = 1.0
@@ -462,7 +507,14 @@ class Session:
         else:
             idx = torch.zeros(H, W, dtype=torch.long)
         self._frame_idx += 1
+        self._cls_max[:n_all] = torch.maximum(self._cls_max[:n_all], cls_rows[:n_all])
+        if self._cls_max.shape[1]:
+            cls_score, cls_id = self._cls_max[:n_all].max(1)
+        else:
+            cls_score, cls_id = torch.zeros(n_all), torch.zeros(n_all, dtype=torch.long)
         return FrameResult(frame_idx=k, obj_ids=self._slot_obj[:n_all].tolist(),
+                           class_ids=cls_id.numpy().astype(np.int64), class_scores=cls_score.numpy().astype(np.float32),
+                           class_names=self.class_names,
                            masks=masks.cpu().numpy(), scores=scores.float().cpu().numpy(),
                            index_mask=idx.cpu().numpy().astype(np.uint16), new_obj_ids=new_ids)
 
