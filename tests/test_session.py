@@ -419,3 +419,19 @@ def test_class_scores_are_maxed_over_frames_and_named(frames):
             seen[o] = table[o]
         assert r.boxes.shape == (len(r.obj_ids), 4)
     assert seen, "a random model with fg_threshold 0.01 detects something"
+
+
+def test_replay_order_and_propagate_with_replay(small_model, frames):
+    from ausm.inference.session import propagate, replay_order
+
+    assert replay_order(4) == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
+    assert replay_order(1) == [0]
+    prompt = np.zeros(frames[0].shape[:2], bool)
+    prompt[10:30, 20:50] = True
+    out = list(propagate(small_model, frames[:4], {0: {3: prompt}}, replay=True))
+    assert [r.frame_idx for r in out] == [0, 1, 2, 3]
+    assert all(r.obj_ids == [3] for r in out)
+    plain = list(propagate(small_model, frames[:4], {0: {3: prompt}}))
+    assert [r.frame_idx for r in plain] == [0, 1, 2, 3]
+    with pytest.raises(InputError, match="frame 0"):
+        list(propagate(small_model, frames[:4], {2: {3: prompt}}, replay=True))
