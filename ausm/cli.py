@@ -41,36 +41,241 @@ def pick_device(name: str = "auto"):
 
 
 # -- segment ------------------------------------------------------------------------------------
-def cmd_segment(args) -> int:
+def _floats(text: str, what: str, n: tuple[int, ...]) -> list[float]:
+    import math
+
+    try:
+        vals = [float(v) for v in str(text).replace(" ", "").split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) not in n or not all(math.isfinite(v) for v in vals):
+        raise InputError(f"{what} {text!r}: expected {' or '.join(str(k) for k in n)} comma-separated numbers")
+    return vals
+
+
+def _geometric_prompts(args) -> list[tuple[int, int, str, object, object]]:
+    """``--prompt-box`` / ``--prompt-point`` → [(frame, obj_id, "box" | "points", data, labels)].
+
+    Box i gets object id ``--obj-id + i``; all points form one object, the id after the boxes'.
+    """
     import numpy as np
+
+    boxes = [_floats(b, "--prompt-box", (4,)) for b in (args.prompt_box or [])]
+    points = [_floats(p, "--prompt-point", (2, 3)) for p in (args.prompt_point or [])]
+    if not boxes and not points:
+        for flag, v in (("--frame", args.frame), ("--obj-id", args.obj_id)):
+            if v is not None:
+                raise InputError(f"{flag} applies to --prompt-box / --prompt-point prompts; give one of them")
+        return []
+    frame = 0 if args.frame is None else int(args.frame)
+    obj = 1 if args.obj_id is None else int(args.obj_id)
+    if frame < 0:
+        raise InputError(f"--frame must be >= 0, got {frame}")
+    out = []
+    for i, b in enumerate(boxes):
+        if b[2] <= b[0] or b[3] <= b[1]:
+            raise InputError(f"--prompt-box {','.join(f'{v:g}' for v in b)}: need x1 > x0 and y1 > y0")
+        out.append((frame, obj + i, "box", np.array(b, np.float64), None))
+    if points:
+        labels = []
+        for p in points:
+            lab = 1 if len(p) == 2 else p[2]
+            if lab not in (0.0, 1.0):
+                raise InputError(f"--prompt-point label must be 1 (on the object) or 0 (not on it), got {lab:g}")
+            labels.append(int(lab))
+        if 1 not in labels:
+            raise InputError("--prompt-point needs at least one positive point (label 1)")
+        pts = np.array([p[:2] for p in points], np.float64)
+        out.append((frame, obj + len(boxes), "points", pts, np.array(labels, np.int64)))
+    for _, o, _, _, _ in out:
+        if not 0 < o < 65536:
+            raise InputError(f"object ids must be in 1..65535, got {o} (from --obj-id)")
+    return out
+
+
+def _check_geometric(geo, size: tuple[int, int], num_frames: int | None, what: str) -> None:
+    """Prompts must lie in the frame (boxes overlap it, points inside) and before the end of the video."""
+    H, W = size
+    for frame, o, kind, data, _ in geo:
+        if num_frames is not None and frame >= num_frames:
+            raise InputError(f"--frame {frame} is beyond the end of {what} ({num_frames} frames)")
+        if kind == "box":
+            x0, y0, x1, y1 = data
+            if x1 <= 0 or y1 <= 0 or x0 >= W or y0 >= H:
+                raise InputError(f"--prompt-box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {W}x{H} (WxH) frames "
+                                 f"of {what}")
+        else:
+            for x, y in data:
+                if not (0 <= x < W and 0 <= y < H):
+                    raise InputError(f"--prompt-point {x:g},{y:g} lies outside the {W}x{H} (WxH) frames of {what}")
+
+
+def _input_options(items) -> dict:
+    opts = {}
+    for item in items or []:
+        if "=" not in item:
+            raise InputError(f"--input-option {item!r} is not key=value")
+        k, v = item.split("=", 1)
+        opts[k.strip()] = v
+    return opts
+
+
+class _LiveStop:
+    """While a live source is read: the first Ctrl-C ends the stream after the current frame (its
+    results are kept); a second one aborts as usual (no output, exit 130)."""
+
+    def __init__(self, enabled: bool):
+        import threading
+
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._old = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nending the live source after this frame (Ctrl-C again aborts without output)", file=sys.stderr)
+
+    def __enter__(self):
+        if self.enabled:
+            import signal
+
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.enabled:
+            import signal
+
+            signal.signal(signal.SIGINT, self._old)
+        return False
+
+
+def _move_into(src: Path, dst: Path) -> None:
+    """Move the contents of ``src`` into ``dst``, merging folders and replacing files."""
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in sorted(src.iterdir()):
+        target = dst / f.name
+        if f.is_dir() and target.is_dir():
+            _move_into(f, target)
+        else:
+            if target.is_dir():
+                shutil.rmtree(target)
+            os.replace(f, target)
+
+
+def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, formats, video_id) -> dict:
+    """Segment one input into ``folder``; returns a summary for messages."""
+    from itertools import chain, islice
+
     from tqdm import tqdm
 
-    from .checkpoint import load_model
-    from .errors import InputError
     from .inference.session import Session
-    from .io import OverlayWriter, load_prompt_mask, object_ids, read_frames, save_index_png
+    from .io import LiveReader, MaskPrompts, ResultWriter, object_ids
 
-    if args.prompt is None and not args.unprompted:
-        raise InputError("give --prompt MASK.png (first-frame mask) or --unprompted")
-    reader = read_frames(args.input)
-    prompt = None
-    if args.prompt is not None:
-        size = reader.size
-        if size is None:
-            first = next(iter(reader))
-            size = first.shape[:2]
-        prompt = load_prompt_mask(args.prompt, expected_size=tuple(size))
-        if len(object_ids(prompt)) > 254:
-            raise InputError("at most 254 objects can be written as palette PNGs")
-    model = load_model(args.checkpoint, device=pick_device(args.device))
-    session = Session(model, detect_new_objects=True if args.unprompted else None)
-    if prompt is not None:
-        for o in object_ids(prompt):
-            session.add_prompt(0, o, prompt == o)
+    live = isinstance(reader, LiveReader)
+    what = getattr(reader, "display", None) or spec
+    frames = iter(reader)  # opens a live source
+    first = next(frames, None)
+    if first is None:
+        raise InputError(f"{what} has no frames")
+    size = tuple(first.shape[:2])
+    num = None if live else reader.num_frames
+    plan = masks.frames(reader.names, num) if masks is not None else {}
+    resized = set(MaskPrompts.check_sizes(plan, size))
+    _check_geometric(geo, size, num, what)
+    geo_at: dict[int, list] = {}
+    for g in geo:
+        geo_at.setdefault(g[0], []).append(g)
+
+    session = Session(model, detect_new_objects=bool(args.unprompted))
+    writer = ResultWriter(folder, formats, overlay=args.overlay, fps=reader.fps,
+                          names=reader.names if args.keep_names else None, video_id=video_id)
+    n = 0
+    total = num if not args.max_frames else (min(num, args.max_frames) if num else None)
+    stream = chain([first], frames)
+    if args.max_frames:
+        stream = islice(stream, args.max_frames)
+    try:
+        with _LiveStop(live) as stop:
+            for k, frame in enumerate(tqdm(stream, total=total, desc=args._desc, unit="frame", disable=args.quiet)):
+                prompted = set()
+                if k in plan:
+                    ids, _ = MaskPrompts.load(plan[k], size)
+                    for o in object_ids(ids):
+                        session.add_prompt(k, o, ids == o)
+                        prompted.add(o)
+                    if plan[k] in resized and not args.quiet:
+                        print(f"note: prompt mask {plan[k]} ({ids.shape[0]}x{ids.shape[1]} after resizing) was resized "
+                              f"to the frame size {size[0]}x{size[1]} (nearest neighbour)", file=sys.stderr)
+                for _, o, kind, data, labels in geo_at.get(k, []):
+                    if o in prompted:
+                        raise InputError(f"object {o} is prompted twice on frame {k} (by --prompt and by "
+                                         f"--prompt-{'box' if kind == 'box' else 'point'}); choose another --obj-id")
+                    if kind == "box":
+                        session.add_prompt(k, o, box=data)
+                    else:
+                        session.add_prompt(k, o, points=data, labels=labels)
+                res = session.step(frame)
+                writer.write(k, frame, res)
+                n += 1
+                if stop.requested:
+                    break
+        written = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    missed = sorted(k for k in set(plan) | set(geo_at) if k >= n)
+    return {"frames": n, "written": written, "missed": missed, "stopped": stop.requested,
+            "end_reason": getattr(reader, "end_reason", None), "n_objects": len(session.obj_ids)}
+
+
+def cmd_segment(args) -> int:
+    from .checkpoint import load_model
+    from .io import MaskPrompts, is_live_spec, open_source, parse_formats, source_name
+
+    formats = parse_formats(args.format)
+    geo = _geometric_prompts(args)
+    masks = [MaskPrompts(p) for p in (args.prompt or [])]
+    if not masks and not geo and not args.unprompted:
+        raise InputError("give --prompt MASK.png | MASK_FOLDER, --prompt-box, --prompt-point or --unprompted")
+    inputs = [str(i) for i in args.input]
+    if len(masks) not in (0, 1, len(inputs)):
+        raise InputError(f"give one --prompt for all inputs or one per input ({len(inputs)} inputs, "
+                         f"{len(masks)} prompts)")
+    if sum(i == "-" for i in inputs) > 1:
+        raise InputError("standard input ('-') can be read only once")
+    if "palette" in formats and any(g[1] > 254 for g in geo):
+        raise InputError("object ids above 254 do not fit palette PNGs; use --format per-object,rle or a smaller --obj-id")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    options = _input_options(args.input_option)
+    readers = []
+    for spec in inputs:
+        timeout = args.stream_timeout
+        if timeout is None and "://" in spec and is_live_spec(spec, args.input_format):
+            timeout = 30.0  # network streams: a stalled server ends the stream instead of hanging
+        readers.append(open_source(spec, input_format=args.input_format, options=options, timeout=timeout))
+    # early checks for inputs of known size (before loading the model): prompt names and sizes
+    for i, r in enumerate(readers):
+        m = masks[i] if len(masks) == len(inputs) else (masks[0] if masks else None)
+        if r.kind != "live" and r.size is not None and r.kind == "folder":
+            if m is not None:
+                MaskPrompts.check_sizes(m.frames(r.names, r.num_frames), r.size)
+            _check_geometric(geo, r.size, r.num_frames, inputs[i])
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    subdirs: list[str] = []
+    for spec in inputs:
+        name = source_name(spec)
+        base, j = name, 2
+        while name in subdirs:
+            name, j = f"{base}-{j}", j + 1
+        subdirs.append(name)
+    model = load_model(args.checkpoint, device=pick_device(args.device))
     # parent folders this run creates are removed again if it fails (no output on error)
     new_parents = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
     try:
@@ -78,24 +283,25 @@ def cmd_segment(args) -> int:
     except OSError as e:
         raise InputError(f"cannot create the parent folder of --out {out}: {e}") from e
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    n_written = 0
     ok = False
+    summaries = []
     try:
-        total = len(reader)
-        with OverlayWriter(tmp / "overlay.mp4", fps=reader.fps) as ov:
-            for i, frame in enumerate(tqdm(reader, total=total, desc="segment", unit="frame",
-                                           disable=args.quiet)):
-                res = session.step(frame)
-                idx = res.index_mask
-                if idx.max(initial=0) > 254:
-                    raise InputError(f"object id {int(idx.max())} does not fit a palette PNG (ids 1..254)")
-                idx = idx.astype(np.uint8)
-                save_index_png(tmp / f"{i:05d}.png", idx)
-                ov.write(frame, idx)
-                n_written += 1
-        out.mkdir(parents=True, exist_ok=True)
-        for f in sorted(tmp.iterdir()):
-            os.replace(f, out / f.name)
+        single = len(inputs) == 1
+        for i, (spec, reader) in enumerate(zip(inputs, readers)):
+            folder = tmp if single else tmp / subdirs[i]
+            args._desc = "segment" if single else subdirs[i]
+            m = masks[i] if len(masks) == len(inputs) else (masks[0] if masks else None)
+            summaries.append(_segment_one(model, reader, spec, folder, m, geo, args, formats, args.video_id + i))
+        if "rle" in formats and not single:  # one results file for all videos, as benchmarks expect
+            with open(tmp / "results.json", "w", encoding="utf-8") as f:
+                f.write("[")
+                j = 0
+                for name in subdirs:
+                    for entry in json.loads((tmp / name / "results.json").read_text()):
+                        f.write(("" if j == 0 else ",") + "\n" + json.dumps(entry))
+                        j += 1
+                f.write("\n]\n")
+        _move_into(tmp, out)
         ok = True
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -105,9 +311,89 @@ def cmd_segment(args) -> int:
                     p.rmdir()
                 except OSError:
                     break
-    if not args.quiet:
-        print(f"wrote {n_written} masks and overlay.mp4 to {out}")
+    for i, s in enumerate(summaries):
+        dest = out if len(inputs) == 1 else out / subdirs[i]
+        if s["end_reason"]:
+            print(f"warning: {inputs[i]}: the stream ended early after {s['frames']} frames: {s['end_reason']}",
+                  file=sys.stderr)
+        if s["missed"]:
+            print(f"warning: {inputs[i]}: prompts for frames {s['missed']} were never reached "
+                  f"({s['frames']} frames processed)", file=sys.stderr)
+        if not args.quiet:
+            extra = [f for f in s["written"] if f not in ("palette", "overlay.mp4")]
+            what = "masks" + (f" ({', '.join(['palette'] * ('palette' in formats) + extra)})" if extra else "")
+            ov = " and overlay.mp4" if "overlay.mp4" in s["written"] else ""
+            print(f"wrote {s['frames']} {what}{ov} to {dest}" + (" (stopped by Ctrl-C)" if s["stopped"] else ""))
     return 0
+
+
+_SEGMENT_EPILOG = """\
+inputs (several may be given; each writes OUT/<input name>/ then, one writes OUT/ directly):
+  FOLDER                  frames (jpg, png, ...) in natural order
+  VIDEO                   any file PyAV / FFmpeg reads (mp4, mkv, avi, webm, ...)
+  -                       a stream on standard input: ffmpeg ... -f mpegts - | ausm segment - ...
+  /dev/video0, webcam:0   a camera (v4l2 on Linux, avfoundation on macOS)
+  rtsp://, http(s)://, udp://, tcp://, rtmp://, srt://   a network stream
+live sources are processed as frames arrive; Ctrl-C ends one and keeps its results.
+
+prompts (or --unprompted):
+  --prompt MASK.png       first-frame mask: binary (object 1) or index / palette (one object per id)
+  --prompt FOLDER         index masks named by frame (00000.png, 00005.png, ...): each adds or replaces
+                          the objects it contains on that frame
+  --prompt-box x0,y0,x1,y1 / --prompt-point x,y[,label]   on --frame K as object --obj-id N
+
+outputs (--format, repeatable or comma-separated): palette  %05d.png index PNGs | per-object
+  <obj_id>/%05d.png | rle  results.json (YouTube-VIS results) | boxes  boxes.json; plus overlay.mp4
+"""
+
+
+def _add_segment_parser(sub) -> argparse.ArgumentParser:
+    s = sub.add_parser("segment", help="segment videos, frame folders or live streams",
+                       epilog=_SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("input", nargs="+",
+                   help="frame folder, video file, '-' (stdin), /dev/videoN, webcam:N or a stream URL; several "
+                        "inputs write OUT/<input name>/")
+    g = s.add_argument_group("prompts")
+    g.add_argument("--prompt", action="extend", nargs="+", metavar="MASK",
+                   help="first-frame mask PNG (binary: object 1; index/palette: one object per id) or a folder of "
+                        "index masks named by frame (00000.png, 00005.png, ...) that add or replace objects on "
+                        "those frames; one for all inputs or one per input")
+    g.add_argument("--prompt-box", action="append", metavar="x0,y0,x1,y1",
+                   help="box prompt in pixels (repeatable: box i is object --obj-id + i)")
+    g.add_argument("--prompt-point", action="append", metavar="x,y[,label]",
+                   help="point prompt in pixels, label 1 (default: on the object) or 0 (not on it); repeatable: "
+                        "all points describe one object")
+    g.add_argument("--frame", type=int, default=None, metavar="K",
+                   help="0-based frame of the box / point prompts (default 0)")
+    g.add_argument("--obj-id", type=int, default=None, metavar="N",
+                   help="object id of the first box / point prompt (default 1)")
+    g.add_argument("--unprompted", action="store_true", help="detect and track objects without a prompt")
+    o = s.add_argument_group("outputs")
+    o.add_argument("--out", required=True, help="output folder (written only when the whole run succeeds)")
+    o.add_argument("--format", action="append", metavar="FMT",
+                   help="palette | per-object | rle | boxes; repeatable or comma-separated (default palette)")
+    o.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,
+                   help="write overlay.mp4 with object ids, class names and scores (default on)")
+    o.add_argument("--keep-names", action="store_true",
+                   help="name per-frame files after the input frames (frame folders) instead of %%05d")
+    o.add_argument("--video-id", type=int, default=1,
+                   help="video_id of the first input in results.json (the next inputs count up; default 1)")
+    i = s.add_argument_group("live sources")
+    i.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop each input after N frames")
+    i.add_argument("--input-format", default=None, metavar="FMT",
+                   help="force an FFmpeg input format or device (v4l2, avfoundation, dshow, lavfi, mpegts, ...)")
+    i.add_argument("--input-option", action="append", metavar="KEY=VALUE",
+                   help="FFmpeg option for live sources, e.g. rtsp_transport=tcp, video_size=640x480, "
+                        "framerate=30, probesize=32 (repeatable)")
+    i.add_argument("--stream-timeout", type=float, default=None, metavar="SECONDS",
+                   help="end a live source that delivers nothing for this long (default: 30 for network URLs, "
+                        "none for pipes and cameras)")
+    s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-tiny)")
+    s.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    s.add_argument("--quiet", action="store_true")
+    s.set_defaults(func=cmd_segment)
+    return s
+    return s
 
 
 # -- train --------------------------------------------------------------------------------------
@@ -152,14 +438,32 @@ def cmd_train(args) -> int:
 # -- benchmark ----------------------------------------------------------------------------------
 def cmd_benchmark(args) -> int:
     from .checkpoint import load_model
-    from .eval.benchmark import benchmark_davis
+    from .eval.benchmark import benchmark_davis, benchmark_vis, benchmark_vos
 
     model = load_model(args.checkpoint, device=pick_device(args.device))
-    year = 2016 if args.dataset == "davis2016" else 2017
-    res = benchmark_davis(model, args.root, split=args.split, resolution=args.resolution, year=year,
-                          task=args.task, out=args.out, progress=not args.quiet)
-    print(json.dumps({k: v for k, v in res.items() if k != "per_object"}))
-    print(f"J-Mean {100 * res['J-Mean']:.1f} over {len(res['per_object'])} objects ({args.task})")
+    ds = args.dataset
+    if ds in ("davis2016", "davis2017"):
+        year = 2016 if ds == "davis2016" else 2017
+        res = benchmark_davis(model, args.root, split=args.split, resolution=args.resolution, year=year,
+                              task=args.task, out=args.out, progress=not args.quiet)
+        print(json.dumps({k: v for k, v in res.items() if k not in ("per_object", "objects")}))
+        print(f"J&F-Mean {100 * res['J&F-Mean']:.1f}  J-Mean {100 * res['J-Mean']:.1f}  "
+              f"F-Mean {100 * res['F-Mean']:.1f}  over {len(res['per_object'])} objects ({args.task})")
+        return 0
+    from .errors import InputError
+
+    if args.out is None:
+        raise InputError(f"--out is required for {ds} (the submission / results files are written there)")
+    if ds in ("ytvos2018", "ytvos2019", "mose"):
+        res = benchmark_vos(model, args.root, split=args.split if args.split != "val" else "valid", dataset=ds,
+                            out=args.out, progress=not args.quiet)
+    else:
+        head = {"ytvis2019": "ytvis2019", "ytvis2021": "ytvis2021", "ovis": "ovis"}[ds]
+        if not args.ann_file:
+            raise InputError(f"--ann-file (the {ds} JSON) is required")
+        res = benchmark_vis(model, args.ann_file, image_root=args.root, head=head, out=args.out,
+                            top_k=20 if ds == "ovis" else 10, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in res.items() if k not in ("objects", "per_object", "stats")}))
     return 0
 
 
@@ -189,15 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("segment", help="segment a video (frame folder or video file)")
-    s.add_argument("input", help="frame folder (jpg/png) or a video file")
-    s.add_argument("--prompt", help="first-frame mask PNG: binary (object 1) or index/palette (one object per id)")
-    s.add_argument("--unprompted", action="store_true", help="detect and track objects without a prompt")
-    s.add_argument("--out", required=True, help="output folder: %%05d.png index masks + overlay.mp4")
-    s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-tiny)")
-    s.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    s.add_argument("--quiet", action="store_true")
-    s.set_defaults(func=cmd_segment)
+    _add_segment_parser(sub)
 
     t = sub.add_parser("train", help="train a model (teacher-forced parallel training)")
     t.add_argument("config", nargs="?", help="JSON file of TrainConfig fields")
@@ -208,9 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_train)
 
     b = sub.add_parser("benchmark", help="run a model over a benchmark split and score it")
-    b.add_argument("dataset", choices=["davis2016", "davis2017"])
+    b.add_argument("dataset", choices=["davis2016", "davis2017", "ytvos2018", "ytvos2019", "mose",
+                                       "ytvis2019", "ytvis2021", "ovis"])
     b.add_argument("--root", required=True)
-    b.add_argument("--split", default="val")
+    b.add_argument("--split", default="val", help="DAVIS image set, or the YouTube-VOS/MOSE split folder")
+    b.add_argument("--ann-file", default=None, help="YouTube-VIS / OVIS JSON (--root = its JPEGImages folder)")
     b.add_argument("--resolution", default="480p")
     b.add_argument("--task", choices=["semi", "unsupervised"], default="semi")
     b.add_argument("--checkpoint", default=None)
@@ -218,6 +516,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
+    from .eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
+
     bench = sub.add_parser("bench", help="speed and memory benchmarks (JSON lines + a markdown table)")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     ts = bsub.add_parser("train-speed", help="parallel vs iterative seconds per training iteration")

@@ -18,7 +18,8 @@ from conftest import SHARED, needs_shared
 
 H, W = 40, 60
 YTVIS_GT = SHARED / "derived" / "ytvis_format_mmtracking_demo" / "valid_gt_ytvis.json"
-YTVIS_RES = SHARED / "ytvis_cocovid_demo__open-mmlab_mmtracking" / "5c6aa67" / "tests" / "data" / "demo_vis_data" / "results.json"
+YTVIS_RES = (SHARED / "ytvis_cocovid_demo__open-mmlab_mmtracking" / "5c6aa67" / "tests" / "data" / "demo_vis_data"
+             / "results.json")
 
 
 def box(y0, x0, h=10, w=10):

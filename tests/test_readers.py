@@ -559,3 +559,46 @@ def test_training_on_a_weighted_mixture_with_class_heads(ytvis_root, coco_root, 
                       model_overrides={**small, "class_heads": {"ytvis2019": 3, "coco": 3}}))
     hist = json.loads((tmp_path / "mix/history.json").read_text())
     assert [h["step"] for h in hist] == [1, 2, 3] and all(np.isfinite(h["loss"]) for h in hist)
+
+
+# =============================================================== ausm benchmark on the fixtures
+def test_benchmark_vos_layout_writes_submission_and_scores(ytvos_root, tmp_path):
+    """YouTube-VOS protocol: objects prompted where they first appear (obj 2 at frame 5); the
+    submission layout is written and zipped; the train-like GT (more than first masks) is scored."""
+    import zipfile
+
+    from conftest import make_model
+    from ausm.eval.benchmark import benchmark_vos
+
+    res = benchmark_vos(make_model(0), ytvos_root, split="train", dataset="ytvos2019", out=tmp_path / "o",
+                        progress=False)
+    assert res["videos"] == 2 and res["scored"]
+    assert 0.0 <= res["J&F-Mean"] <= 1.0
+    names = zipfile.ZipFile(tmp_path / "o/submission.zip").namelist()
+    assert "Annotations/vidA/00010.png" in names and "Annotations/vidB/00003.png" in names
+    assert len([n for n in names if n.startswith("Annotations/vidA/")]) == 11
+    from PIL import Image
+
+    a5 = np.array(Image.open(tmp_path / "o/Annotations/vidA/00005.png"))
+    assert (a5 == 2).sum() == obj2(5).sum() and ((a5 == 2) == obj2(5)).all()  # the prompt on its first frame
+    a4 = np.array(Image.open(tmp_path / "o/Annotations/vidA/00004.png"))
+    assert not (a4 == 2).any()  # not before it appears
+
+
+def test_benchmark_vis_writes_topk_results_and_scores(ytvis_root, tmp_path):
+    from conftest import make_model
+    from ausm.eval.benchmark import benchmark_vis
+    from ausm.eval.ytvis import evaluate_ytvis
+
+    model = make_model(0, class_heads={"ytvis2019": 3})
+    res = benchmark_vis(model, ytvis_root / "train.json", image_root=ytvis_root / "JPEGImages", head="ytvis2019",
+                        out=tmp_path / "v", top_k=4, progress=False, fg_threshold=0.01)
+    results = json.loads((tmp_path / "v/results.json").read_text())
+    assert res["num_results"] == len(results) and len(results) <= 4 * 2
+    for r in results:
+        assert r["category_id"] in (1, 3, 7) and 0 <= r["score"] <= 1
+        assert len(r["segmentations"]) == (4 if r["video_id"] == 10 else 3)
+    assert "AP" in res and evaluate_ytvis(str(ytvis_root / "train.json"), results)["AP"] == res["AP"]
+    with pytest.raises(Exception, match="class head"):
+        benchmark_vis(make_model(0), ytvis_root / "train.json", image_root=ytvis_root / "JPEGImages",
+                      head="ytvis2019", out=tmp_path / "w", progress=False)

@@ -85,3 +85,144 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     if out is not None:
         write_json(Path(out) / "results.json", result)
     return result
+
+
+def _zip_folder(folder: Path, zip_path: Path, arc_root: str) -> None:
+    """Zip ``folder`` as ``arc_root/...`` atomically (temp name, then rename)."""
+    import zipfile
+
+    tmp = zip_path.with_name(f".{zip_path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for p in sorted(folder.rglob("*.png")):
+            z.write(p, f"{arc_root}/{p.relative_to(folder).as_posix()}")
+    os.replace(tmp, zip_path)
+
+
+def benchmark_vos(model, root, split: str = "valid", dataset: str = "ytvos2019", out: str | os.PathLike = "out",
+                  videos: list[str] | None = None, progress: bool = True, score: bool | None = None) -> dict:
+    """YouTube-VOS 2018/2019 or MOSE protocol: every object is given by its mask on the frame where it
+    first appears (objects may start mid-video), and tracked from there.
+
+    Writes the submission layout ``OUT/Annotations/<video>/<frame>.png`` (palette PNGs, every frame of
+    ``JPEGImages``) and ``OUT/submission.zip``. The official benchmarks are scored by their servers; when
+    the ground truth of ``split`` has more than the first-appearance masks (e.g. a held-out part of the
+    training set), the predictions are also scored with the sparse-annotation J&F
+    (:func:`ausm.eval.davis.evaluate_davis`, ``layout="youtube"``).
+
+    Args:
+        root: dataset root holding ``<split>/JPEGImages`` and ``<split>/Annotations``.
+        dataset: ``ytvos2018`` | ``ytvos2019`` | ``mose`` (the name only changes the reader's meta lookup).
+        score: force (True) or skip (False) scoring; ``None`` = when the ground truth allows it.
+
+    Returns:
+        {"dataset", "videos", "submission": path, "scored": bool, plus the J&F summary when scored}.
+    """
+    from tqdm import tqdm
+
+    from ..data.ytvos import MOSEDataset, YouTubeVOSDataset, read_index_png
+    from .davis import evaluate_davis
+
+    cls = MOSEDataset if dataset == "mose" else YouTubeVOSDataset
+    ds = cls(root, split=split, videos=videos, name=dataset)
+    out = Path(out)
+    ann_out = out / "Annotations"
+    gt_beyond_first = False
+    bar = tqdm(ds.videos, desc=f"{dataset} {split}", disable=not progress)
+    for vid in bar:
+        frames, masks = ds.frame_paths(vid), ds.mask_paths(vid)
+        session = Session(model, detect_new_objects=False)
+        seen: set[int] = set()
+        d = ann_out / vid
+        d.mkdir(parents=True, exist_ok=True)
+        for k, (fp, mp) in enumerate(zip(frames, masks)):
+            if mp is not None:
+                gt = read_index_png(mp)
+                ids = sorted(set(np.unique(gt).tolist()) - {0, 255})
+                if any(o in seen for o in ids):
+                    gt_beyond_first = True
+                for o in ids:
+                    if o not in seen:
+                        session.add_prompt(k, int(o), gt == o)
+                        seen.add(o)
+            res = session.step(ds.read_frames(vid, [k])[0])
+            idx = res.index_mask
+            if idx.max(initial=0) > 255:
+                raise InputError(f"{vid}: object id {int(idx.max())} does not fit a palette PNG")
+            save_index_png(d / f"{fp.stem}.png", idx.astype(np.uint8))
+    _zip_folder(ann_out, out / "submission.zip", "Annotations")
+    result = {"dataset": dataset, "split": split, "videos": len(ds.videos), "submission": str(out / "submission.zip")}
+    do_score = gt_beyond_first if score is None else score
+    result["scored"] = bool(do_score)
+    if do_score:
+        res = evaluate_davis(Path(root) / split if split else Path(root), ann_out, task="semi", split=None,
+                             sequences=ds.videos, layout="youtube")
+        result.update({k: v for k, v in res.items() if k not in ("per_object",)})
+    write_json(out / "results.json", result)
+    return result
+
+
+def benchmark_vis(model, ann_file, image_root=None, head: str = "ytvis2019", out: str | os.PathLike = "out",
+                  top_k: int = 10, videos: list[str] | None = None, progress: bool = True,
+                  fg_threshold: float | None = None) -> dict:
+    """YouTube-VIS 2019/2021 / OVIS protocol: unprompted, every object detected, classified and tracked.
+
+    Per video, every track t gets a class score per class c: the class probability maxed over
+    frames (GenVIS) times the track's mean foreground score over the frames where its mask is
+    non-empty; the ``top_k`` (track, class) pairs are kept (10 for YouTube-VIS, 20 for OVIS [P]).
+    Writes ``OUT/results.json`` (YouTube-VIS results format, COCO RLE per frame, null where empty) and
+    scores it with :func:`ausm.eval.ytvis.evaluate_ytvis` when ``ann_file`` has annotations.
+
+    Raises:
+        InputError: the model has no class head ``head``, or its class count differs from the JSON's.
+    """
+    from pycocotools import mask as mask_utils
+    from tqdm import tqdm
+
+    from ..data.ytvis import YTVISDataset
+    from .ytvis import evaluate_ytvis, load_json
+
+    ds = YTVISDataset(ann_file, image_root=image_root, head=head, videos=videos)
+    if head not in model.class_heads:
+        raise InputError(f"the model has no class head {head!r} (heads: {sorted(model.class_heads)})")
+    K = model.class_heads[head].out_features - 1
+    if K != ds.num_classes:
+        raise InputError(f"class head {head!r} has {K} classes, {ann_file} has {ds.num_classes}")
+    cat_ids = [int(c["id"]) for c in ds.categories]
+    results = []
+    for vid in tqdm(ds.videos, desc=f"{head} VIS", disable=not progress):
+        info = ds.video_info(vid)
+        n = ds.num_frames(vid)
+        session = Session(model, detect_new_objects=True, class_head=head, fg_threshold=fg_threshold)
+        segs: dict[int, list] = {}
+        fg: dict[int, list[float]] = {}
+        for k in range(n):
+            r = session.step(ds.read_frames(vid, [k])[0])
+            for i, o in enumerate(r.obj_ids):
+                segs.setdefault(o, [None] * n)
+                m = r.masks[i]
+                if m.any():
+                    rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
+                    rle["counts"] = rle["counts"].decode("ascii")
+                    segs[o][k] = rle
+                    fg.setdefault(o, []).append(float(r.scores[i]))
+        table = session.track_class_scores()
+        cand = []
+        for o, cls in table.items():
+            if o not in fg:
+                continue  # never visible
+            q = float(np.mean(fg[o]))
+            for c in range(K):
+                cand.append((float(cls[c]) * q, o, c))
+        cand.sort(key=lambda x: -x[0])
+        for sc, o, c in cand[:top_k]:
+            results.append({"video_id": info["id"], "category_id": cat_ids[c], "score": sc, "segmentations": segs[o]})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", results)
+    summary = {"dataset": head, "videos": len(ds.videos), "results": str(out / "results.json"),
+               "num_results": len(results)}
+    gt = load_json(ann_file, "ground truth")
+    if any(a.get("segmentations") for a in gt.get("annotations", [])):
+        summary.update({k: v for k, v in evaluate_ytvis(gt, results).items() if k not in ("precision", "recall")})
+    write_json(out / "summary.json", summary)
+    return summary

@@ -24,7 +24,6 @@ from its video raises :class:`~ausm.errors.InputError` (the API silently scores 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -386,7 +385,3 @@ def evaluate_ytvis(gt, results, params: Params | None = None, return_arrays: boo
 def format_summary(res: dict) -> str:
     """The API's 12 summary lines (``... ] = 0.xxx``)."""
     return "\n".join(f"{label} = {v:0.3f}" for label, v in zip(STAT_LABELS, res["stats"]))
-
-
-def _finite(v: float) -> bool:
-    return isinstance(v, float) and math.isfinite(v)

@@ -23,6 +23,9 @@ __all__ = [
     "save_index_png",
     "load_prompt_mask",
     "object_ids",
+    "fit_mask_to_size",
+    "check_mask_size",
+    "SIZE_TOLERANCE",
 ]
 
 #: Object id marking "void" / ignore pixels in DAVIS-style masks.
@@ -244,3 +247,64 @@ def object_ids(mask: np.ndarray) -> list[int]:
     """
     arr = np.asarray(mask)
     return [int(v) for v in np.unique(arr) if int(v) != 0 and int(v) != VOID_ID]
+
+
+#: Largest relative difference per side between a prompt mask and the frames that
+#: :func:`fit_mask_to_size` repairs by resizing (1 %: e.g. 853 vs 854 px).
+SIZE_TOLERANCE = 0.01
+
+
+def fit_mask_to_size(
+    ids: np.ndarray, size: tuple[int, int], what: str = "prompt mask", tolerance: float = SIZE_TOLERANCE
+) -> tuple[np.ndarray, bool]:
+    """Bring an object-id mask to the frame size ``(H, W)``.
+
+    A mask whose height and width each differ from the frame's by at most ``tolerance`` (relative,
+    1 % by default, e.g. a 480x853 mask for 480x854 frames as in Cutie's judo
+    example) is resized with nearest-neighbour interpolation, which keeps the ids exact; a larger
+    difference is an error, because it most likely means the mask belongs to another video.
+
+    Args:
+        ids: ``(h, w)`` integer object ids.
+        size: ``(H, W)`` of the frames.
+        what: how to name the mask in the error message (e.g. its path).
+        tolerance: the largest relative size difference per side that is repaired.
+
+    Returns:
+        ``(mask of shape (H, W) with the dtype of ids, resized?)``.
+
+    Raises:
+        InputError: the size differs by more than ``tolerance`` (the message states both sizes as HxW).
+    """
+    arr = np.asarray(ids)
+    H, W = int(size[0]), int(size[1])
+    h, w = arr.shape[:2]
+    if (h, w) == (H, W):
+        return arr, False
+    check_mask_size((h, w), (H, W), what, tolerance)
+    # nearest neighbour with pixel centres aligned (as PIL's NEAREST): exact ids, no new values
+    ys = np.minimum(((np.arange(H) + 0.5) * h / H).astype(np.int64), h - 1)
+    xs = np.minimum(((np.arange(W) + 0.5) * w / W).astype(np.int64), w - 1)
+    return np.ascontiguousarray(arr[ys[:, None], xs[None, :]]), True
+
+
+def check_mask_size(mask_size: tuple[int, int], size: tuple[int, int], what: str = "prompt mask",
+                    tolerance: float = SIZE_TOLERANCE) -> bool:
+    """Check a mask size ``(h, w)`` against the frame size ``(H, W)`` by the rule of
+    :func:`fit_mask_to_size`, without reading the mask.
+
+    Returns:
+        ``True`` if the mask will be resized, ``False`` if the sizes are equal.
+
+    Raises:
+        InputError: the sizes differ by more than ``tolerance`` on a side.
+    """
+    (h, w), (H, W) = (int(v) for v in mask_size), (int(v) for v in size)
+    if (h, w) == (H, W):
+        return False
+    if not (abs(h - H) <= tolerance * H and abs(w - W) <= tolerance * W):
+        raise InputError(
+            f"{what} has size {h}x{w} (HxW) but the video frames are {H}x{W} (HxW); "
+            f"sizes that differ by at most {tolerance:.0%} per side are resized, larger differences are errors"
+        )
+    return True

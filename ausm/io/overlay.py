@@ -13,7 +13,29 @@ import numpy as np
 from ausm.errors import InputError
 from ausm.io.masks import PALETTE_ARRAY, _as_id_array
 
-__all__ = ["colorize", "overlay", "OverlayWriter"]
+__all__ = ["colorize", "overlay", "draw_labels", "OverlayWriter"]
+
+
+def _as_object_ids(mask, what: str = "index_mask") -> np.ndarray:
+    """Validate a 2-D integer id mask with values in 0..65535 (ids above 255 are allowed in overlays)."""
+    arr = np.asarray(mask)
+    if arr.ndim != 2:
+        raise InputError(f"{what} must be 2-D (H, W), got shape {arr.shape}")
+    if arr.dtype == np.bool_:
+        return arr.astype(np.uint8)
+    if not np.issubdtype(arr.dtype, np.integer):
+        return _as_id_array(arr, what)  # floats holding integers, or a clear error
+    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > 65535):
+        raise InputError(f"{what} values must be in 0..65535, got range {int(arr.min())}..{int(arr.max())}")
+    return arr
+
+
+def _colour_index(ids: np.ndarray) -> np.ndarray:
+    """Palette index of each id: the id itself up to 255, larger ids cycle through 1..255."""
+    if ids.dtype == np.uint8:
+        return ids
+    ids = ids.astype(np.int64)
+    return np.where(ids > 255, (ids - 1) % 255 + 1, ids).astype(np.uint8)
 
 
 def colorize(index_mask: np.ndarray) -> np.ndarray:
@@ -56,7 +78,8 @@ def _check_frame(frame) -> np.ndarray:
     return arr
 
 
-def overlay(frame: np.ndarray, index_mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+def overlay(frame: np.ndarray, index_mask: np.ndarray, alpha: float = 0.5,
+            labels: dict[int, str] | None = None) -> np.ndarray:
     """Blend coloured objects over a frame and outline each object.
 
     Pixels with ``index_mask > 0`` become
@@ -68,9 +91,13 @@ def overlay(frame: np.ndarray, index_mask: np.ndarray, alpha: float = 0.5) -> np
 
     Args:
         frame: ``(H, W, 3)`` ``uint8`` RGB image.
-        index_mask: ``(H, W)`` integer object ids in ``0..255`` (0 =
-            background).
+        index_mask: ``(H, W)`` integer object ids in ``0..65535`` (0 =
+            background; ids above 255 reuse the palette colours 1..255).
         alpha: opacity of the object colour, in ``[0, 1]``.
+        labels: optional ``{object id: text}``; each text is drawn as a small
+            label at the top-left corner of its object's visible pixels (see
+            :func:`draw_labels`). Objects not visible in ``index_mask`` get no
+            label.
 
     Returns:
         New ``(H, W, 3)`` ``uint8`` RGB image (the input is not modified).
@@ -81,7 +108,7 @@ def overlay(frame: np.ndarray, index_mask: np.ndarray, alpha: float = 0.5) -> np
             ``[0, 1]``.
     """
     img = _check_frame(frame)
-    ids = _as_id_array(index_mask, "index_mask")
+    ids = _as_object_ids(index_mask, "index_mask")
     if ids.shape != img.shape[:2]:
         raise InputError(
             f"index_mask size {ids.shape[0]}x{ids.shape[1]} does not match frame size "
@@ -94,12 +121,80 @@ def overlay(frame: np.ndarray, index_mask: np.ndarray, alpha: float = 0.5) -> np
     fg = ids > 0
     if not fg.any():
         return out
-    colors = PALETTE_ARRAY[ids]
+    colors = PALETTE_ARRAY[_colour_index(ids)]
     blended = (1.0 - alpha) * img[fg].astype(np.float32) + alpha * colors[fg].astype(np.float32)
     out[fg] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     edge = _contour(ids)
     out[edge] = colors[edge]
+    if labels:
+        out = draw_labels(out, ids, labels)
     return out
+
+
+_FONTS: dict = {}
+
+
+def _font(size: int):
+    """Pillow's default font at ``size`` px (a scalable font in Pillow >= 10.1, else the bitmap one)."""
+    if size not in _FONTS:
+        from PIL import ImageFont
+
+        try:
+            _FONTS[size] = ImageFont.load_default(size=size)
+        except TypeError:  # Pillow < 10.1: no size argument
+            _FONTS[size] = ImageFont.load_default()
+    return _FONTS[size]
+
+
+def draw_labels(image: np.ndarray, index_mask: np.ndarray, labels: dict[int, str]) -> np.ndarray:
+    """Draw small text labels over objects.
+
+    For each ``{object id: text}`` whose object has pixels in ``index_mask``, the text is drawn with
+    Pillow's default font (height about 1/40 of the image height, at least 10 px) on a box filled
+    with the object's palette colour, at the top-left corner of the object's bounding box (moved
+    inside the image where needed). The text is white on dark colours and black on light ones.
+
+    Args:
+        image: ``(H, W, 3)`` ``uint8`` RGB image (not modified).
+        index_mask: ``(H, W)`` integer object ids (0 = background).
+        labels: ``{object id: text}``.
+
+    Returns:
+        A new ``(H, W, 3)`` ``uint8`` RGB image.
+    """
+    from PIL import Image, ImageDraw
+    from scipy import ndimage
+
+    img = _check_frame(image)
+    ids = _as_object_ids(index_mask, "index_mask")
+    if ids.shape != img.shape[:2]:
+        raise InputError("index_mask and image sizes differ")
+    H, W = ids.shape
+    if not labels or not ids.any():
+        return img.copy()
+    wanted = {int(k): str(v) for k, v in labels.items() if 0 < int(k) <= int(ids.max()) and str(v)}
+    if not wanted:
+        return img.copy()
+    lab = ids if ids.dtype != np.uint8 else ids.astype(np.int32)
+    slices = ndimage.find_objects(lab, max_label=max(wanted))
+    pil = Image.fromarray(img)
+    draw = ImageDraw.Draw(pil)
+    font = _font(max(10, round(H / 40)))
+    pad = 2
+    for oid, text in sorted(wanted.items()):
+        sl = slices[oid - 1] if oid - 1 < len(slices) else None
+        if sl is None:
+            continue
+        y0, x0 = sl[0].start, sl[1].start
+        l, t, r, b = draw.textbbox((0, 0), text, font=font)
+        tw, th = r - l + 2 * pad, b - t + 2 * pad
+        x = min(max(0, x0), max(0, W - tw))
+        y = y0 - th if y0 - th >= 0 else min(y0, max(0, H - th))
+        colour = tuple(int(c) for c in PALETTE_ARRAY[_colour_index(np.array([oid]))[0]])
+        lum = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+        draw.rectangle([x, y, x + tw - 1, y + th - 1], fill=colour)
+        draw.text((x + pad - l, y + pad - t), text, font=font, fill=(0, 0, 0) if lum > 140 else (255, 255, 255))
+    return np.asarray(pil, dtype=np.uint8).copy()
 
 
 def _pick_codec() -> str:
@@ -213,13 +308,15 @@ class OverlayWriter:
             self._tmp = None
 
     # ------------------------------------------------------------------ public
-    def write(self, frame: np.ndarray, index_mask: np.ndarray) -> None:
+    def write(self, frame: np.ndarray, index_mask: np.ndarray, labels: dict[int, str] | None = None) -> None:
         """Append one frame with its mask overlaid.
 
         Args:
             frame: ``(H, W, 3)`` ``uint8`` RGB image; all frames must have the
                 same ``(H, W)``.
-            index_mask: ``(H, W)`` integer object ids in ``0..255``.
+            index_mask: ``(H, W)`` integer object ids in ``0..65535``.
+            labels: optional ``{object id: text}`` drawn over the objects
+                (see :func:`draw_labels`).
 
         Raises:
             InputError: bad frame/mask (see :func:`overlay`), frame size
@@ -227,7 +324,7 @@ class OverlayWriter:
         """
         if self._closed:
             raise InputError("OverlayWriter is closed")
-        img = overlay(frame, index_mask, self.alpha)
+        img = overlay(frame, index_mask, self.alpha, labels=labels)
         h, w = img.shape[:2]
         if self.size is None:
             self._open(h, w)

@@ -230,6 +230,12 @@ class FrameReader:
             self._len = n
         return self._len
 
+    @property
+    def num_frames(self) -> int:
+        """The number of frames (``len(self)``); live sources (:class:`~ausm.io.sources.LiveReader`)
+        have ``None`` here."""
+        return len(self)
+
     def __iter__(self) -> Iterator[np.ndarray]:
         if self.kind == "folder":
             return self._iter_folder()
