@@ -183,7 +183,7 @@ def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, forma
     size = tuple(first.shape[:2])
     num = None if live else reader.num_frames
     plan = masks.frames(reader.names, num) if masks is not None else {}
-    resized = set(MaskPrompts.check_sizes(plan, size))
+    resized = MaskPrompts.check_sizes(plan, size)
     _check_geometric(geo, size, num, what)
     geo_at: dict[int, list] = {}
     for g in geo:
@@ -207,8 +207,9 @@ def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, forma
                         session.add_prompt(k, o, ids == o)
                         prompted.add(o)
                     if plan[k] in resized and not args.quiet:
-                        print(f"note: prompt mask {plan[k]} ({ids.shape[0]}x{ids.shape[1]} after resizing) was resized "
-                              f"to the frame size {size[0]}x{size[1]} (nearest neighbour)", file=sys.stderr)
+                        h, w = resized[plan[k]]
+                        tqdm.write(f"note: prompt mask {plan[k]} is {h}x{w} (HxW); resized to the frame size "
+                                   f"{size[0]}x{size[1]} (nearest neighbour)", file=sys.stderr)
                 for _, o, kind, data, labels in geo_at.get(k, []):
                     if o in prompted:
                         raise InputError(f"object {o} is prompted twice on frame {k} (by --prompt and by "

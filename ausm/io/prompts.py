@@ -91,16 +91,16 @@ class MaskPrompts:
         return dict(sorted(out.items()))
 
     @staticmethod
-    def check_sizes(plan: dict[int, Path], size: tuple[int, int]) -> list[Path]:
+    def check_sizes(plan: dict[int, Path], size: tuple[int, int]) -> dict[Path, tuple[int, int]]:
         """Check the image size of every mask of ``plan`` (headers only) against the frame size.
 
         Returns:
-            The files that will be resized (off by at most 1 %).
+            ``{file: (h, w)}`` of the files that will be resized (off by at most 1 %).
 
         Raises:
             InputError: an unreadable file or a size off by more than 1 %.
         """
-        resized = []
+        resized = {}
         for f in plan.values():
             try:
                 with Image.open(f) as im:
@@ -108,7 +108,7 @@ class MaskPrompts:
             except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
                 raise InputError(f"cannot read prompt mask {f}: {e}") from e
             if check_mask_size((h, w), size, what=f"prompt mask {f}"):
-                resized.append(f)
+                resized[f] = (h, w)
         return resized
 
     @staticmethod
