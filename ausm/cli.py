@@ -2,7 +2,7 @@
 
 Exit codes (a one-line ``error:`` message on stderr, no traceback unless ``--debug``):
 0 success, 1 unexpected internal error, 2 bad input (video, mask, prompt, paths), 3 bad configuration,
-4 missing or broken checkpoint, 130 interrupted.
+4 missing or broken checkpoint, 5 training cannot continue (repeated non-finite steps), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import AUSMError, CheckpointError, ConfigError, InputError
+from .errors import AUSMError, CheckpointError, ConfigError, InputError, TrainingError
 
 #: Exit code of each error kind.
-EXIT_CODES = {InputError: 2, ConfigError: 3, CheckpointError: 4}
+EXIT_CODES = {InputError: 2, ConfigError: 3, CheckpointError: 4, TrainingError: 5}
 
 
 def exit_code(e: BaseException) -> int:
@@ -165,7 +165,7 @@ def _move_into(src: Path, dst: Path) -> None:
             os.replace(f, target)
 
 
-def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, formats, video_id) -> dict:
+def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, formats, video_id, desc) -> dict:
     """Segment one input into ``folder``; returns a summary for messages."""
     from itertools import chain, islice
 
@@ -199,7 +199,7 @@ def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, forma
         stream = islice(stream, args.max_frames)
     try:
         with _LiveStop(live) as stop:
-            for k, frame in enumerate(tqdm(stream, total=total, desc=args._desc, unit="frame", disable=args.quiet)):
+            for k, frame in enumerate(tqdm(stream, total=total, desc=desc, unit="frame", disable=args.quiet)):
                 prompted = set()
                 if k in plan:
                     ids, _ = MaskPrompts.load(plan[k], size)
@@ -228,7 +228,7 @@ def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, forma
         writer.abort()
         raise
     missed = sorted(k for k in set(plan) | set(geo_at) if k >= n)
-    return {"frames": n, "written": written, "missed": missed, "stopped": stop.requested,
+    return {"name": what, "frames": n, "written": written, "missed": missed, "stopped": stop.requested,
             "end_reason": getattr(reader, "end_reason", None), "n_objects": len(session.obj_ids)}
 
 
@@ -261,7 +261,7 @@ def cmd_segment(args) -> int:
     # early checks for inputs of known size (before loading the model): prompt names and sizes
     for i, r in enumerate(readers):
         m = masks[i] if len(masks) == len(inputs) else (masks[0] if masks else None)
-        if r.kind != "live" and r.size is not None and r.kind == "folder":
+        if r.kind != "live" and r.size is not None:
             if m is not None:
                 MaskPrompts.check_sizes(m.frames(r.names, r.num_frames), r.size)
             _check_geometric(geo, r.size, r.num_frames, inputs[i])
@@ -290,9 +290,9 @@ def cmd_segment(args) -> int:
         single = len(inputs) == 1
         for i, (spec, reader) in enumerate(zip(inputs, readers)):
             folder = tmp if single else tmp / subdirs[i]
-            args._desc = "segment" if single else subdirs[i]
             m = masks[i] if len(masks) == len(inputs) else (masks[0] if masks else None)
-            summaries.append(_segment_one(model, reader, spec, folder, m, geo, args, formats, args.video_id + i))
+            summaries.append(_segment_one(model, reader, spec, folder, m, geo, args, formats, args.video_id + i,
+                                          "segment" if single else subdirs[i]))
         if "rle" in formats and not single:  # one results file for all videos, as benchmarks expect
             with open(tmp / "results.json", "w", encoding="utf-8") as f:
                 f.write("[")
@@ -315,14 +315,15 @@ def cmd_segment(args) -> int:
     for i, s in enumerate(summaries):
         dest = out if len(inputs) == 1 else out / subdirs[i]
         if s["end_reason"]:
-            print(f"warning: {inputs[i]}: the stream ended early after {s['frames']} frames: {s['end_reason']}",
+            print(f"warning: {s['name']}: the stream ended early after {s['frames']} frames: {s['end_reason']}",
                   file=sys.stderr)
         if s["missed"]:
-            print(f"warning: {inputs[i]}: prompts for frames {s['missed']} were never reached "
+            print(f"warning: {s['name']}: prompts for frames {s['missed']} were never reached "
                   f"({s['frames']} frames processed)", file=sys.stderr)
         if not args.quiet:
             extra = [f for f in s["written"] if f not in ("palette", "overlay.mp4")]
-            what = "masks" + (f" ({', '.join(['palette'] * ('palette' in formats) + extra)})" if extra else "")
+            what = ("masks" if "palette" in formats else "frames") + (
+                f" ({', '.join(['palette'] * ('palette' in formats) + extra)})" if extra else "")
             ov = " and overlay.mp4" if "overlay.mp4" in s["written"] else ""
             print(f"wrote {s['frames']} {what}{ov} to {dest}" + (" (stopped by Ctrl-C)" if s["stopped"] else ""))
     return 0

@@ -30,3 +30,7 @@ class CheckpointError(AUSMError):
 
 class ConfigError(AUSMError, ValueError):
     """A configuration value or configuration file is invalid."""
+
+
+class TrainingError(AUSMError):
+    """Training cannot continue (e.g. repeated non-finite losses)."""

@@ -113,3 +113,27 @@ def test_tensorboard_logs_scalars_and_mask_images(davis_root, tmp_path):
     assert "train/masks" in tags["images"]
     img = acc.Images("train/masks")[-1]
     assert img.width == 3 * 96 and img.height == 2 * 64
+
+
+def test_nonfinite_steps_are_skipped_then_training_stops(davis_root, tmp_path, monkeypatch):
+    from ausm.errors import TrainingError
+    from ausm.train import trainer
+
+    real = trainer.SetCriterion.__call__
+
+    def poisoned(self, model, pred, targets, generator=None):
+        out = real(self, model, pred, targets, generator)
+        out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.SetCriterion, "__call__", poisoned)
+    with pytest.raises(TrainingError, match="3 consecutive non-finite"):
+        train(_tc(davis_root, tmp_path / "nan", steps=10, max_nonfinite=3, ckpt_every=1))
+    # no update was applied: the checkpointed weights are the initial ones
+    from ausm.config import get_config
+    from ausm.model import AUSMModel
+
+    torch.manual_seed(0)
+    init = dict(AUSMModel(get_config("ausm-tiny", **TINY)).named_parameters())  # (BN statistics may move)
+    saved = load_file(str(tmp_path / "nan/last/model.safetensors"))
+    assert all(torch.equal(saved[k], init[k].detach()) for k in init)

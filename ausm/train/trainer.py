@@ -10,6 +10,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ import torch
 
 from ..checkpoint import save_model
 from ..config import AUSMConfig, get_config
-from ..errors import CheckpointError
+from ..errors import CheckpointError, TrainingError
 from ..model import AUSMModel, Prediction
 from .losses import LossConfig, SetCriterion, collate_targets
 from .preprocess import preprocess
@@ -57,6 +58,8 @@ class TrainConfig:
     lr_drop_at: float = 0.85
     warmup: int = 50
     clip_grad: float = 1.0
+    dist_timeout_s: int = 1800  # collective timeout across ranks
+    max_nonfinite: int = 20  # stop after this many consecutive steps with a non-finite loss/gradient
     num_points: int = 2048
     seed: int = 0
     out: str = "runs/ausm-tiny"
@@ -306,7 +309,11 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
     device = _training_device(tc, local_rank)
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        torch.distributed.init_process_group(backend=backend)
+        import datetime
+
+        # a rank that dies makes the collectives of the others fail (gloo: connection closed) or time
+        # out after dist_timeout_s, instead of hanging forever
+        torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=tc.dist_timeout_s))
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if tc.threads:
@@ -369,6 +376,7 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
                disable=not is_main)
     t_last = time.time()
     last_logged = step0
+    bad_steps = 0
     for step in bar:
         if tc.freeze_backbone:
             backbone_of(model).eval()
@@ -398,10 +406,18 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
             for k, v in losses.items():
                 logs[k] = logs.get(k, 0.0) + float(v.detach()) / tc.grad_accum
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-        if math.isfinite(float(gn)):
+        if math.isfinite(float(gn)) and math.isfinite(logs.get("loss", 0.0)):
             opt.step()
+            bad_steps = 0
         else:
-            log.info("step %d: non-finite gradient norm, update skipped", step)
+            bad_steps += 1
+            msg = f"step {step + 1}: non-finite loss or gradient (loss={logs.get('loss')}, grad norm={float(gn)}), update skipped"
+            log.warning(msg)
+            if is_main:
+                print(msg, file=sys.stderr)
+            if bad_steps >= tc.max_nonfinite:
+                raise TrainingError(f"{bad_steps} consecutive non-finite steps (last at step {step + 1}): lower the "
+                                    f"learning rate or check the data; the last good checkpoint is {out / 'last'}")
         if is_main and ((step + 1) % tc.log_every == 0 or step == step0):
             dt = time.time() - t_last
             t_last = time.time()
