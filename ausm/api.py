@@ -89,9 +89,9 @@ class AUSM:
             one :class:`FrameResult` per frame.
         """
         if isinstance(video, (str, os.PathLike)):
-            from .io.video import read_frames
+            from .io.sources import open_source
 
-            video = read_frames(video)
+            video = open_source(video)
         yield from propagate(self.model, video, prompts, replay=replay, **kwargs)
 
     def __repr__(self) -> str:

@@ -167,16 +167,26 @@ def _move_into(src: Path, dst: Path) -> None:
 
 def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, formats, video_id, desc) -> dict:
     """Segment one input into ``folder``; returns a summary for messages."""
+    from .io import LiveReader
+
+    live = isinstance(reader, LiveReader)
+    what = getattr(reader, "display", None) or spec
+    frames = iter(reader)  # opens a live source
+    try:
+        return _segment_frames(model, reader, frames, live, what, folder, masks, geo, args, formats, video_id, desc)
+    finally:
+        frames.close()  # stop reading (closes the container of a video or live source)
+
+
+def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args, formats, video_id, desc) -> dict:
+    """The frame loop of :func:`_segment_one`: prompts due on each frame, ``Session.step``, the writers."""
     from itertools import chain, islice
 
     from tqdm import tqdm
 
     from .inference.session import Session
-    from .io import LiveReader, MaskPrompts, ResultWriter, object_ids
+    from .io import MaskPrompts, ResultWriter, object_ids
 
-    live = isinstance(reader, LiveReader)
-    what = getattr(reader, "display", None) or spec
-    frames = iter(reader)  # opens a live source
     first = next(frames, None)
     if first is None:
         raise InputError(f"{what} has no frames")
@@ -248,7 +258,8 @@ def cmd_segment(args) -> int:
     if sum(i == "-" for i in inputs) > 1:
         raise InputError("standard input ('-') can be read only once")
     if "palette" in formats and any(g[1] > 254 for g in geo):
-        raise InputError("object ids above 254 do not fit palette PNGs; use --format per-object,rle or a smaller --obj-id")
+        raise InputError("object ids above 254 do not fit palette PNGs; use --format per-object,rle or a "
+                         "smaller --obj-id")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
     options = _input_options(args.input_option)

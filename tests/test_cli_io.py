@@ -18,6 +18,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import av
@@ -115,7 +116,9 @@ def decode_rle(seg) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
     assert isinstance(seg["counts"], str)
-    return mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).astype(bool)
+    with warnings.catch_warnings():  # pycocotools' decode and NumPy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return mask_utils.decode({"size": seg["size"], "counts": seg["counts"].encode()}).astype(bool)
 
 
 def eval_ytvis(gt_path: Path, pred_path: Path, json_out: Path) -> int:
@@ -186,6 +189,40 @@ def test_overlay_labels_and_large_ids():
     ys, xs = np.nonzero(diff)
     assert diff.any() and ys.min() >= 60 - 20 and xs.min() >= 100 - 1  # drawn at the object's top-left
     assert np.array_equal(draw_labels(frame, idx, {7: "absent"}), frame)  # invisible objects get no label
+
+
+def test_result_writer_classes_and_labels(tmp_path):
+    """Class ids / names from the results (when present) give category_id = class id + 1 and overlay labels;
+    results without class fields give category 1."""
+    from types import SimpleNamespace
+
+    from ausm.io import ResultWriter
+
+    frame = judo_frames(1, scale=4)[0]
+    h, w = frame.shape[:2]
+    masks = np.zeros((2, h, w), bool)
+    masks[0, 10:40, 10:50] = True
+    masks[1, 60:90, 100:150] = True
+    idx = (masks[0] * 4 + masks[1] * 9).astype(np.uint16)
+    with_cls = SimpleNamespace(obj_ids=[4, 9], masks=masks, scores=np.array([0.9, 0.4], np.float32), index_mask=idx,
+                               class_ids=np.array([2, 0]), class_scores=np.array([0.8, 0.3], np.float32),
+                               class_names=["person", "dog", "judoka"])
+    assert ResultWriter.labels_of(with_cls) == {4: "4 judoka 0.90", 9: "9 person 0.40"}
+    agnostic = SimpleNamespace(**{**vars(with_cls), "class_ids": np.array([0, 0]), "class_names": ["object"]})
+    assert ResultWriter.labels_of(agnostic) == {4: "4 0.90", 9: "9 0.40"}
+    plain = SimpleNamespace(obj_ids=[4, 9], masks=masks, scores=np.array([0.9, 0.4], np.float32), index_mask=idx)
+    for name, res, cats in (("cls", with_cls, {4: (3, "judoka"), 9: (1, "person")}),
+                            ("plain", plain, {4: (1, None), 9: (1, None)})):
+        wr = ResultWriter(tmp_path / name, ["rle", "boxes"], overlay=True, fps=5, video_id=3)
+        for k in range(2):
+            wr.write(k, frame, res)
+        assert wr.close() == ["rle", "boxes", "overlay.mp4"]
+        out = json.loads((tmp_path / name / "results.json").read_text())
+        assert {r["obj_id"]: (r["category_id"], r.get("category_name")) for r in out} == cats
+        assert all(r["video_id"] == 3 and len(r["segmentations"]) == 2 for r in out)
+        assert json.loads((tmp_path / name / "boxes.json").read_text())["1"] == {"4": [10, 10, 50, 40],
+                                                                             "9": [100, 60, 150, 90]}
+        assert not (tmp_path / name / ".ausm-work").exists()
 
 
 def test_live_reader_delivers_frames_as_they_arrive(tmp_path):
@@ -381,6 +418,18 @@ def test_named_pipe_y4m_and_multiple_inputs(small_ckpt, tmp_path):
                    + json.loads((out / "bike" / "results.json").read_text()))
 
 
+def test_inputs_with_the_same_name(small_ckpt, tmp_path):
+    for parent in ("a", "b"):
+        (tmp_path / parent / "clip").mkdir(parents=True)
+        for k in range(2):
+            shutil.copy(CUTIE / "images" / "bike" / f"{k:05d}.jpg", tmp_path / parent / "clip")
+    out = tmp_path / "out"
+    assert segment(tmp_path / "a" / "clip", tmp_path / "b" / "clip", "--prompt", CUTIE / "masks" / "bike" / "00000.png",
+                   "--out", out, "--checkpoint", small_ckpt, "--no-overlay") == 0
+    assert sorted(p.name for p in out.iterdir()) == ["clip", "clip-2"]
+    assert sorted(p.name for p in (out / "clip-2").iterdir()) == ["00000.png", "00001.png"]
+
+
 def test_http_stream(small_ckpt, tmp_path):
     """A live source over HTTP from a local server (MPEG-TS of real frames), stopped by --max-frames."""
     served = tmp_path / "www"
@@ -435,9 +484,10 @@ def test_ctrl_c_ends_a_live_source_and_keeps_results(small_ckpt, tmp_path):
         p.stdin.write(chunks[0] + chunks[1] + chunks[2])
         p.stdin.flush()
         deadline = time.time() + 120
-        while b"1frame" not in err and b"2frame" not in err:
+        while b"0frame" not in err:  # the progress bar starts once the first frame is in and Ctrl-C is handled
             assert time.time() < deadline and p.poll() is None, err.decode(errors="replace")
             time.sleep(0.05)
+        time.sleep(2)
         p.send_signal(signal.SIGINT)
         for c in chunks[3:]:
             time.sleep(0.2)
@@ -472,6 +522,7 @@ def test_unprompted_rle_is_accepted_by_eval_ytvis(small_ckpt, tmp_path):
                    "--checkpoint", small_ckpt) == 0
     assert sorted(p.name for p in out.iterdir()) == ["results.json"]
     res = json.loads((out / "results.json").read_text())
+    assert res  # the random model detects objects (up to its 16 IDs)
     for r in res:
         assert set(r) >= {"video_id", "category_id", "score", "segmentations"} and len(r["segmentations"]) == 4
         for s in r["segmentations"]:

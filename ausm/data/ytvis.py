@@ -63,33 +63,38 @@ class YTVISDataset(VideoReader):
             anns = data.get("annotations") or []
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise InputError(f"cannot read YouTube-VIS annotations {self.ann_file}: {e}") from e
-        self.categories = sorted(cats, key=lambda c: c["id"])
-        self.class_of = {c["id"]: k for k, c in enumerate(self.categories)}
-        folders = [str(Path(v["file_names"][0]).parent) if v.get("file_names") else str(v["id"]) for v in vids]
-        unique = len(set(folders)) == len(folders)
-        self._info: dict = {}
-        by_id: dict = {}
-        for v, f in zip(vids, folders):
-            key = f if unique else str(v["id"])
-            n = len(v.get("file_names", []))
-            if int(v.get("length", n)) != n:
-                raise InputError(f"video {key!r}: length {v.get('length')} but {n} file names")
-            self._info[key] = v
-            by_id[v["id"]] = key
-        self._tracks: dict = {k: [] for k in self._info}
-        for a in anns:
-            if a.get("iscrowd", 0) and not include_crowd:
-                continue
-            key = by_id.get(a.get("video_id"))
-            if key is None:
-                raise InputError(f"annotation {a.get('id')} refers to unknown video {a.get('video_id')}")
-            if a.get("category_id") not in self.class_of:
-                raise InputError(f"annotation {a.get('id')} has unknown category {a.get('category_id')}")
-            segs = a.get("segmentations")
-            if segs is None or len(segs) != len(self._info[key]["file_names"]):
-                raise InputError(f"annotation {a.get('id')}: {0 if segs is None else len(segs)} segmentations "
-                                 f"for a video of {len(self._info[key]['file_names'])} frames")
-            self._tracks[key].append(a)
+        try:
+            self.categories = sorted(cats, key=lambda c: c["id"])
+            self.class_of = {c["id"]: k for k, c in enumerate(self.categories)}
+            folders = [str(Path(v["file_names"][0]).parent) if v.get("file_names") else str(v["id"]) for v in vids]
+            unique = len(set(folders)) == len(folders)
+            self._info: dict = {}
+            by_id: dict = {}
+            for v, f in zip(vids, folders):
+                key = f if unique else str(v["id"])
+                n = len(v.get("file_names", []))
+                if int(v.get("length", n)) != n:
+                    raise InputError(f"video {key!r}: length {v.get('length')} but {n} file names")
+                self._info[key] = v
+                by_id[v["id"]] = key
+            self._tracks: dict = {k: [] for k in self._info}
+            for a in anns:
+                if a.get("iscrowd", 0) and not include_crowd:
+                    continue
+                key = by_id.get(a.get("video_id"))
+                if key is None:
+                    raise InputError(f"annotation {a.get('id')} refers to unknown video {a.get('video_id')}")
+                if a.get("category_id") not in self.class_of:
+                    raise InputError(f"annotation {a.get('id')} has unknown category {a.get('category_id')}")
+                segs = a.get("segmentations")
+                if segs is None or len(segs) != len(self._info[key]["file_names"]):
+                    raise InputError(f"annotation {a.get('id')}: {0 if segs is None else len(segs)} segmentations "
+                                     f"for a video of {len(self._info[key]['file_names'])} frames")
+                self._tracks[key].append(a)
+        except InputError:
+            raise
+        except (TypeError, KeyError, ValueError, AttributeError, IndexError) as e:
+            raise InputError(f"malformed YouTube-VIS annotations {self.ann_file}: {type(e).__name__}: {e}") from e
         self.videos = list(videos) if videos is not None else list(self._info)
         for v in self.videos:
             if v not in self._info:

@@ -53,6 +53,11 @@ _URL = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 _WEBCAM = re.compile(r"^(?:webcam|camera):(\d+)$")
 
 
+def _redact(url: str) -> str:
+    """``rtsp://user:secret@host/x`` → ``rtsp://***@host/x`` (no credentials in messages)."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@", r"\1***@", url)
+
+
 class LiveReader:
     """Frames of a live source (stream, device or pipe) read through PyAV as they arrive.
 
@@ -93,7 +98,7 @@ class LiveReader:
         self.format = format
         self.options = {**LIVE_DEFAULT_OPTIONS, **{str(k): str(v) for k, v in (options or {}).items()}}
         self.timeout = timeout
-        self.display = display or self.url
+        self.display = display or _redact(self.url)
         self.fps: float = DEFAULT_FPS
         self.size: tuple[int, int] | None = None
         self.frames_read = 0
@@ -113,9 +118,9 @@ class LiveReader:
             hint = ""
             if self.format in ("v4l2", "video4linux2", "avfoundation", "dshow"):
                 hint = " (is the camera connected and not used by another program?)"
-            raise InputError(f"cannot open live source {self.display}: {e}{hint}") from e
+            raise InputError(f"cannot open live source {self.display}: {self._msg(e)}{hint}") from e
         except Exception as e:  # e.g. an unknown format name
-            raise InputError(f"cannot open live source {self.display}: {type(e).__name__}: {e}") from e
+            raise InputError(f"cannot open live source {self.display}: {type(e).__name__}: {self._msg(e)}") from e
         if not container.streams.video:
             container.close()
             raise InputError(f"live source {self.display} has no video stream")
@@ -129,6 +134,9 @@ class LiveReader:
             self.fps = fps
         self._container = container
         return self
+
+    def _msg(self, e: BaseException) -> str:
+        return str(e).replace(self.url, _redact(self.url))
 
     def close(self) -> None:
         if self._container is not None:
@@ -161,8 +169,8 @@ class LiveReader:
                     break
                 except _AV_ERRORS as e:
                     if self.frames_read == 0:
-                        raise InputError(f"cannot decode live source {self.display}: {e}") from e
-                    self.end_reason = f"{type(e).__name__}: {e}"
+                        raise InputError(f"cannot decode live source {self.display}: {self._msg(e)}") from e
+                    self.end_reason = f"{type(e).__name__}: {self._msg(e)}"
                     break
                 if self.size is None:
                     self.size = (int(arr.shape[0]), int(arr.shape[1]))
