@@ -435,3 +435,35 @@ def test_replay_order_and_propagate_with_replay(small_model, frames):
     assert [r.frame_idx for r in plain] == [0, 1, 2, 3]
     with pytest.raises(InputError, match="frame 0"):
         list(propagate(small_model, frames[:4], {2: {3: prompt}}, replay=True))
+
+
+def test_session_batch_equals_separate_sessions(small_model, frames):
+    """Several streams in one network call give the same results as each stream alone."""
+    from ausm.inference import SessionBatch
+
+    def make(seed):
+        s = Session(small_model, seed=seed, detect_new_objects=True, fg_threshold=0.3)
+        return s
+
+    p1 = np.zeros(frames[0].shape[:2], bool)
+    p1[5:25, 10:40] = True
+    p2 = np.zeros_like(p1)
+    p2[20:40, 30:70] = True
+    alone = [make(0), make(1), make(2)]
+    batch = SessionBatch([make(0), make(1), make(2)])
+    for group in (alone, batch.sessions):
+        group[0].add_prompt(0, 1, p1)
+        group[1].add_prompt(0, 4, p1)
+        group[1].add_prompt(0, 5, p2)
+        group[2].add_prompt(2, 9, p2)  # joins mid-stream; stream 2 starts with no objects
+    streams = [frames[:5], frames[1:6], frames[::-1][:5]]
+    for t in range(5):
+        ref = [s.step(st[t]) for s, st in zip(alone, streams)]
+        got = batch.step([st[t] for st in streams])
+        for a, b in zip(ref, got):
+            assert a.obj_ids == b.obj_ids and a.new_obj_ids == b.new_obj_ids
+            assert np.array_equal(a.index_mask, b.index_mask)
+            np.testing.assert_allclose(a.scores, b.scores, atol=1e-5)
+    assert batch.state_nbytes() == sum(s.state_nbytes() for s in alone)
+    with pytest.raises(InputError, match="frames for"):
+        batch.step(frames[:2])

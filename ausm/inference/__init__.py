@@ -1,4 +1,4 @@
 """Streaming inference (Algorithm 1): sessions, offline propagation."""
-from .session import FrameResult, Session, propagate
+from .session import FrameResult, Session, SessionBatch, propagate
 
-__all__ = ["FrameResult", "Session", "propagate"]
+__all__ = ["FrameResult", "Session", "SessionBatch", "propagate"]

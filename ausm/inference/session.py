@@ -379,19 +379,8 @@ class Session:
         return F.interpolate(t, size=self._input_size, mode="nearest")[0, 0].to(self.device)
 
     # -- main loop ----------------------------------------------------------------------------
-    @torch.inference_mode()
-    def step(self, frame) -> FrameResult:
-        """Process the next frame.
-
-        Args:
-            frame: (H, W, 3) uint8 RGB numpy array, or a (3, H, W) float tensor in [0, 1].
-
-        Returns:
-            :class:`FrameResult` at the frame's resolution.
-
-        Raises:
-            InputError: bad frame shape, or a frame size that differs from the first frame's.
-        """
+    def _prepare(self, frame) -> dict:
+        """Checks, model input and the prompts of this frame (first-frame prompts enter M_0)."""
         img = _to_tensor_image(frame)
         H, W = img.shape[-2:]
         k = self._frame_idx
@@ -423,15 +412,42 @@ class Session:
                 s = self._allocate(o)
                 self._slot_mask[s] = self._grid_mask(m[None])[0]
                 new_ids.append(o)
+        ctx = dict(k=k, H=H, W=W, x=x, prompts=prompts, geo=geo, prompt_in=prompt_in, new_ids=new_ids,
+                   new_prompted=new_prompted)
+        return ctx
+
+    @torch.inference_mode()
+    def step(self, frame) -> FrameResult:
+        """Process the next frame.
+
+        Args:
+            frame: (H, W, 3) uint8 RGB numpy array, or a (3, H, W) float tensor in [0, 1].
+
+        Returns:
+            :class:`FrameResult` at the frame's resolution.
+
+        Raises:
+            InputError: bad frame shape, or a frame size that differs from the first frame's.
+        """
+        ctx = self._prepare(frame)
         n = self._n
         pred, self._state = self.model.step(
-            x, self._state, self._slot_id[:n].to(self.device)[None],
+            ctx["x"], self._state, self._slot_id[:n].to(self.device)[None],
             torch.ones(1, n, dtype=torch.bool, device=self.device), self._slot_mask[:n][None])
-        logits = pred.final_masks[0].float()  # (n + N_det, H4, W4)
-        fg = self.model.foreground_prob(pred.final_embs[0], self.class_head).float()
+        return self._finish(ctx, pred.final_masks[0], pred.final_embs[0])
+
+    def _finish(self, ctx: dict, masks: torch.Tensor, embs: torch.Tensor) -> FrameResult:
+        """Turn the network's outputs for this stream (masks (n + N_det, H4, W4), embs (n + N_det, D))
+        into the frame's result and the history of the next frame."""
+        k, H, W = ctx["k"], ctx["H"], ctx["W"]
+        prompts, geo, prompt_in, new_ids, new_prompted = (ctx[x] for x in ("prompts", "geo", "prompt_in", "new_ids",
+                                                                            "new_prompted"))
+        n = self._n
+        logits = masks.float()  # (n + N_det, H4, W4)
+        fg = self.model.foreground_prob(embs, self.class_head).float()
         trk_logits, det_logits = logits[:n], logits[n:]
         scores = fg[:n].clone()
-        cls_prob = self.model.class_logits(pred.final_embs[0], self.class_head).float().softmax(-1)[:, :-1].cpu()
+        cls_prob = self.model.class_logits(embs, self.class_head).float().softmax(-1)[:, :-1].cpu()
         cls_rows = cls_prob[:n]
         # box / point prompts: pick among the model's own candidates on this frame
         taken: set[int] = set()
@@ -517,6 +533,76 @@ class Session:
                            class_names=self.class_names,
                            masks=masks.cpu().numpy(), scores=scores.float().cpu().numpy(),
                            index_mask=idx.cpu().numpy().astype(np.uint16), new_obj_ids=new_ids)
+
+
+class SessionBatch:
+    """Several independent streams advanced together: one network call per step for all of them
+    (batched frames, padded track queries), each stream with its own objects, prompts and state.
+
+    Args:
+        sessions: the :class:`Session` objects (same model); create them with ``Session(model, ...)``.
+
+    Every stream's frames must map to the same model input size (e.g. the same video resolution).
+    Results equal stepping each session alone (tested).
+    """
+
+    def __init__(self, sessions: list[Session]):
+        if not sessions:
+            raise InputError("SessionBatch needs at least one session")
+        if len({id(s.model) for s in sessions}) != 1:
+            raise InputError("all sessions of a batch must share one model")
+        self.sessions = list(sessions)
+        self.model = sessions[0].model
+
+    def __len__(self):
+        return len(self.sessions)
+
+    def state_nbytes(self) -> int:
+        return sum(s.state_nbytes() for s in self.sessions)
+
+    @torch.inference_mode()
+    def step(self, frames: list) -> list[FrameResult]:
+        """Advance every stream by one frame (``frames[i]`` for stream i).
+
+        Raises:
+            InputError: wrong number of frames, or streams whose model input sizes differ.
+        """
+        if len(frames) != len(self.sessions):
+            raise InputError(f"{len(frames)} frames for {len(self.sessions)} streams")
+        ctxs = [s._prepare(f) for s, f in zip(self.sessions, frames)]
+        sizes = {tuple(c["x"].shape[-2:]) for c in ctxs}
+        if len(sizes) != 1:
+            raise InputError(f"streams of one batch need the same model input size, got {sorted(sizes)}")
+        B = len(self.sessions)
+        ns = [s._n for s in self.sessions]
+        n = max(ns)
+        s0 = self.sessions[0]
+        P = s0._slot_mask.shape[1]
+        ids = torch.zeros(B, n, dtype=torch.long, device=s0.device)
+        active = torch.zeros(B, n, dtype=torch.bool, device=s0.device)
+        hist = torch.zeros(B, n, P, dtype=s0.dtype, device=s0.device)
+        for b, (s, nb) in enumerate(zip(self.sessions, ns)):
+            ids[b, :nb] = s._slot_id[:nb].to(s0.device)
+            active[b, :nb] = True
+            hist[b, :nb] = s._slot_mask[:nb]
+        states = [s._state for s in self.sessions]
+        state = StreamState(
+            x_prev=torch.cat([st.x_prev for st in states]),
+            mamba=[type(m)(conv_state=torch.cat([st.mamba[i].conv_state for st in states]),
+                           ssm_state=torch.cat([st.mamba[i].ssm_state for st in states]))
+                   for i, m in enumerate(states[0].mamba)],
+            hw=states[0].hw, t=states[0].t)
+        pred, new = self.model.step(torch.cat([c["x"] for c in ctxs]), state, ids, active, hist)
+        out = []
+        for b, (s, c, nb) in enumerate(zip(self.sessions, ctxs, ns)):
+            s._state = StreamState(
+                x_prev=new.x_prev[b:b + 1],
+                mamba=[type(m)(conv_state=m.conv_state[b * P:(b + 1) * P], ssm_state=m.ssm_state[b * P:(b + 1) * P])
+                       for m in new.mamba],
+                hw=new.hw, t=states[b].t + 1)
+            keep = torch.cat([torch.arange(nb), torch.arange(n, pred.final_masks.shape[1])])
+            out.append(s._finish(c, pred.final_masks[b, keep], pred.final_embs[b, keep]))
+        return out
 
 
 def replay_order(T: int) -> list[int]:
