@@ -207,32 +207,54 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
     stream = chain([first], frames)
     if args.max_frames:
         stream = islice(stream, args.max_frames)
+    def add_prompts(k):
+        prompted = set()
+        if k in plan:
+            ids, _ = MaskPrompts.load(plan[k], size)
+            for o in object_ids(ids):
+                session.add_prompt(k, o, ids == o)
+                prompted.add(o)
+            if plan[k] in resized and not args.quiet:
+                h, w = resized[plan[k]]
+                tqdm.write(f"note: prompt mask {plan[k]} is {h}x{w} (HxW); resized to the frame size "
+                           f"{size[0]}x{size[1]} (nearest neighbour)", file=sys.stderr)
+        for _, o, kind, data, labels in geo_at.get(k, []):
+            if o in prompted:
+                raise InputError(f"object {o} is prompted twice on frame {k} (by --prompt and by "
+                                 f"--prompt-{'box' if kind == 'box' else 'point'}); choose another --obj-id")
+            if kind == "box":
+                session.add_prompt(k, o, box=data)
+            else:
+                session.add_prompt(k, o, points=data, labels=labels)
+
     try:
         with _LiveStop(live) as stop:
-            for k, frame in enumerate(tqdm(stream, total=total, desc=desc, unit="frame", disable=args.quiet)):
-                prompted = set()
-                if k in plan:
-                    ids, _ = MaskPrompts.load(plan[k], size)
-                    for o in object_ids(ids):
-                        session.add_prompt(k, o, ids == o)
-                        prompted.add(o)
-                    if plan[k] in resized and not args.quiet:
-                        h, w = resized[plan[k]]
-                        tqdm.write(f"note: prompt mask {plan[k]} is {h}x{w} (HxW); resized to the frame size "
-                                   f"{size[0]}x{size[1]} (nearest neighbour)", file=sys.stderr)
-                for _, o, kind, data, labels in geo_at.get(k, []):
-                    if o in prompted:
-                        raise InputError(f"object {o} is prompted twice on frame {k} (by --prompt and by "
-                                         f"--prompt-{'box' if kind == 'box' else 'point'}); choose another --obj-id")
-                    if kind == "box":
-                        session.add_prompt(k, o, box=data)
-                    else:
-                        session.add_prompt(k, o, points=data, labels=labels)
-                res = session.step(frame)
-                writer.write(k, frame, res)
-                n += 1
-                if stop.requested:
-                    break
+            if getattr(args, "replay", False):
+                # test-time replay (paper Table 3): forward, backward, forward; keep the last pass
+                from .inference.session import replay_order
+
+                if live:
+                    raise InputError("--replay needs a video file or a frame folder (it replays the frames)")
+                if any(k != 0 for k in plan) or any(g[0] != 0 for g in geo):
+                    raise InputError("--replay supports prompts on frame 0 only")
+                buf = list(stream)
+                add_prompts(0)
+                order = replay_order(len(buf))
+                keep_from = len(order) - len(buf)
+                for j, f in enumerate(tqdm(order, desc=desc + " (replay)", unit="step", disable=args.quiet)):
+                    res = session.step(buf[f])
+                    if j >= keep_from:
+                        res.frame_idx = f
+                        writer.write(f, buf[f], res)
+                        n += 1
+            else:
+                for k, frame in enumerate(tqdm(stream, total=total, desc=desc, unit="frame", disable=args.quiet)):
+                    add_prompts(k)
+                    res = session.step(frame)
+                    writer.write(k, frame, res)
+                    n += 1
+                    if stop.requested:
+                        break
         written = writer.close()
     except BaseException:
         writer.abort()
@@ -381,6 +403,9 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
     g.add_argument("--obj-id", type=int, default=None, metavar="N",
                    help="object id of the first box / point prompt (default 1)")
     g.add_argument("--unprompted", action="store_true", help="detect and track objects without a prompt")
+    g.add_argument("--replay", action="store_true",
+                   help="test-time replay: run forward, backward, forward and keep the last pass (paper Table 3); "
+                        "file/folder inputs, prompts on frame 0 only")
     o = s.add_argument_group("outputs")
     o.add_argument("--out", required=True, help="output folder (written only when the whole run succeeds)")
     o.add_argument("--format", action="append", metavar="FMT",

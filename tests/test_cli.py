@@ -269,3 +269,11 @@ def test_real_blackswan_unprompted(tmp_path):
     r = run_cli(BLACKSWAN_MP4, "--unprompted", "--out", out)
     assert r.returncode == 0, r.stderr
     check_output(out, 50, (854, 480))
+
+
+def test_segment_replay(tmp_path, frame_dir, small_ckpt, bin_prompt):
+    out = tmp_path / "rp"
+    assert main(["segment", str(frame_dir), "--prompt", str(bin_prompt), "--out", str(out), "--checkpoint",
+                 str(small_ckpt), "--replay", "--quiet"]) == 0
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == [f"{i:05d}.png" for i in range(len(pngs))] and len(pngs) == len(list(frame_dir.iterdir()))
