@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import InputError
+from ..io.paths import safe_join
 from .clips import resize_nearest
 
 __all__ = ["decode_segmentation", "COCOInstances", "PseudoVideoClips"]
@@ -125,7 +126,7 @@ class COCOInstances:
 
     def read_image(self, i: int) -> np.ndarray:
         """(H, W, 3) uint8 RGB of image ``i``."""
-        p = self.image_root / self.images[i]["file_name"]
+        p = safe_join(self.image_root, self.images[i]["file_name"])
         try:
             with Image.open(p) as im:
                 return np.array(im.convert("RGB"))

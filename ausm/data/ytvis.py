@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
+from ..io.paths import safe_join
 from .clips import ClipData, VideoReader
 from .coco import decode_segmentation
 
@@ -123,7 +124,7 @@ class YTVISDataset(VideoReader):
         names = self._info[vid]["file_names"]
         out = []
         for k in indices:
-            p = self.image_root / names[k]
+            p = safe_join(self.image_root, names[k])
             try:
                 with Image.open(p) as im:
                     out.append(np.asarray(im.convert("RGB")))

@@ -30,6 +30,10 @@ from ..errors import InputError
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 
 
+#: Frames above this many pixels are refused (8K UHD is 33 MP); the model resizes every frame anyway.
+MAX_FRAME_PIXELS = 80_000_000
+
+
 @dataclass
 class FrameResult:
     """Output of one :meth:`Session.step`.
@@ -381,6 +385,12 @@ class Session:
     # -- main loop ----------------------------------------------------------------------------
     def _prepare(self, frame) -> dict:
         """Checks, model input and the prompts of this frame (first-frame prompts enter M_0)."""
+        shape = getattr(frame, "shape", None)
+        if shape is not None and len(shape) == 3:
+            fh, fw = (shape[0], shape[1]) if isinstance(frame, np.ndarray) else (shape[1], shape[2])
+            if fh * fw > MAX_FRAME_PIXELS:  # checked before any copy of the frame
+                raise InputError(f"frame of {fw}x{fh} pixels is larger than {MAX_FRAME_PIXELS // 10**6} "
+                                 f"megapixels; downscale the video first (e.g. ffmpeg -vf scale=-2:1080)")
         img = _to_tensor_image(frame)
         H, W = img.shape[-2:]
         k = self._frame_idx
