@@ -25,6 +25,9 @@ def test_swin_t_builds_and_runs_both_paths():
     torch.manual_seed(0)
     model = AUSMModel(get_config("ausm-swin-t")).eval()
     n_params = sum(p.numel() for p in model.parameters())
+    # every parameter initialised (transformers' post_init runs for the Mask2Former pixel-level module)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model.encoder.pixel_level_module.decoder.level_embed.abs().max() < 10
     assert 30e6 < n_params < 80e6, n_params
     assert set(model.class_heads) == {"agnostic", "coco", "ytvis2019", "ytvis2021", "ovis"}
     assert model.class_heads["coco"].out_features == 81

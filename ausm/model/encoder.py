@@ -89,9 +89,12 @@ class Mask2FormerFrameEncoder(nn.Module):
 
     def __init__(self, cfg):
         super().__init__()
-        from transformers.models.mask2former.modeling_mask2former import Mask2FormerPixelLevelModule
+        from transformers import Mask2FormerModel
 
-        self.pixel_level_module = Mask2FormerPixelLevelModule(mask2former_config(cfg))
+        # built through the full model so that transformers' weight initialisation (post_init) runs:
+        # a bare Mask2FormerPixelLevelModule leaves some parameters (e.g. level_embed) uninitialised
+        full = Mask2FormerModel(mask2former_config(cfg))
+        self.pixel_level_module = full.pixel_level_module
 
     def forward(self, images: torch.Tensor):
         if images.shape[-1] % 32 or images.shape[-2] % 32:
