@@ -18,6 +18,7 @@ def main():
     ap.add_argument("run")
     ap.add_argument("--out", required=True)
     ap.add_argument("--baseline", type=float, default=None, help="horizontal line, e.g. the copy-first-frame score")
+    ap.add_argument("--ylabel", default="DAVIS-2016 val (semi-supervised), %")
     a = ap.parse_args()
     hist = json.loads(Path(a.run, "history.json").read_text())
     steps = [h["step"] for h in hist]
@@ -41,7 +42,7 @@ def main():
         if a.baseline is not None:
             ax[1].axhline(a.baseline, color="gray", linestyle="--", label="copy first frame")
         ax[1].set_xlabel("step")
-        ax[1].set_ylabel("DAVIS-2016 val (semi-supervised), %")
+        ax[1].set_ylabel(a.ylabel)
         ax[1].legend()
     fig.tight_layout()
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
