@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..io.video import natural_sort_key
+from ..io.video import natural_sort_key, read_rgb_frames
 
 VOID = 255
 
@@ -88,9 +88,11 @@ class DavisDataset:
         return sorted(d.glob("*.png"), key=lambda p: natural_sort_key(p.name))
 
     def read_frame(self, path) -> np.ndarray:
-        """(H, W, 3) uint8 RGB."""
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+        """(H, W, 3) uint8 RGB.
+
+        Raises:
+            InputError: the file cannot be decoded."""
+        return read_rgb_frames([path], str(path))[0]
 
     def read_mask(self, path) -> np.ndarray:
         """(H, W) uint8 ids: 2016 → {0, 1}; 2017 → ids with 255 = void."""

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..io.paths import safe_join
+from ..io.video import read_rgb_frames
 from .clips import ClipData, VideoReader
 from .coco import decode_segmentation
 
@@ -122,17 +123,7 @@ class YTVISDataset(VideoReader):
 
     def read_frames(self, vid, indices):
         names = self._info[vid]["file_names"]
-        out = []
-        for k in indices:
-            p = safe_join(self.image_root, names[k])
-            try:
-                with Image.open(p) as im:
-                    out.append(np.asarray(im.convert("RGB")))
-            except OSError as e:
-                raise InputError(f"cannot read frame {p}: {e}") from e
-        if len({f.shape for f in out}) > 1:
-            raise InputError(f"frames of {vid!r} have different sizes")
-        return np.stack(out)
+        return read_rgb_frames([safe_join(self.image_root, names[k]) for k in indices], vid)
 
     def read_annotations(self, vid, indices):
         v = self._info[vid]

@@ -31,7 +31,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..io.masks import PALETTE_ARRAY
-from ..io.video import IMAGE_EXTENSIONS, natural_sort_key
+from ..io.video import IMAGE_EXTENSIONS, natural_sort_key, read_rgb_frames
 from .clips import ClipData, VideoReader, resize_nearest
 from .davis import VOID
 
@@ -190,16 +190,7 @@ class YouTubeVOSDataset(VideoReader):
     # ------------------------------------------------------------- loading
     def read_frames(self, vid, indices):
         paths = self._listing(vid)[0]
-        out = []
-        for k in indices:
-            try:
-                with Image.open(paths[k]) as im:
-                    out.append(np.asarray(im.convert("RGB")))
-            except OSError as e:
-                raise InputError(f"cannot read frame {paths[k]}: {e}") from e
-        if len({f.shape for f in out}) > 1:
-            raise InputError(f"frames of {vid!r} have different sizes")
-        return np.stack(out)
+        return read_rgb_frames([paths[k] for k in indices], vid)
 
     def read_annotations(self, vid, indices):
         masks = self._listing(vid)[1]

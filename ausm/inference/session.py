@@ -454,10 +454,11 @@ class Session:
                                                                             "new_prompted"))
         n = self._n
         logits = masks.float()  # (n + N_det, H4, W4)
-        fg = self.model.foreground_prob(embs, self.class_head).float()
+        probs = self.model.class_logits(embs, self.class_head).float().softmax(-1)  # one head pass
+        fg = 1.0 - probs[:, -1]  # foreground probability (spec §4)
         trk_logits, det_logits = logits[:n], logits[n:]
         scores = fg[:n].clone()
-        cls_prob = self.model.class_logits(embs, self.class_head).float().softmax(-1)[:, :-1].cpu()
+        cls_prob = probs[:, :-1].cpu()
         cls_rows = cls_prob[:n]
         # box / point prompts: pick among the model's own candidates on this frame
         taken: set[int] = set()

@@ -253,3 +253,21 @@ def read_frames(path: str | os.PathLike) -> FrameReader:
     cases.
     """
     return FrameReader(path)
+
+
+def read_rgb_frames(paths, what: str = "video") -> np.ndarray:
+    """Decode image files into a (T, H, W, 3) uint8 RGB stack (dataset readers' shared frame loader).
+
+    Raises:
+        InputError: a file cannot be decoded (the message names it), or the frames differ in size.
+    """
+    out = []
+    for p in paths:
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("RGB")))
+        except OSError as e:
+            raise InputError(f"cannot read frame {p}: {e}") from e
+    if len({f.shape for f in out}) > 1:
+        raise InputError(f"frames of {what!r} have different sizes")
+    return np.stack(out)
