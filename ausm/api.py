@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import os
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import torch
 

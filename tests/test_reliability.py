@@ -1,7 +1,6 @@
 """Reliability: long streams stay flat and finite, dataset paths cannot escape their root, absurd
 frame sizes are refused with a clear message."""
 import json
-import resource
 
 import numpy as np
 import pytest

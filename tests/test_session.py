@@ -399,7 +399,6 @@ def test_unprompted_without_detections(small_model, frames):
 
 
 def test_class_scores_are_maxed_over_frames_and_named(frames):
-    import torch as _t
 
     from conftest import make_model
     from ausm.inference import Session

@@ -19,7 +19,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..errors import InputError
 from ..io.paths import safe_join

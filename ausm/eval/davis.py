@@ -39,7 +39,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import warnings
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..io.atomic import atomic_open
 
 __all__ = [
     "VOID_ID", "BOUND_TH", "MEASURES", "jaccard", "sequence_j", "boundary_tolerance", "seg2bmap",
@@ -954,17 +954,6 @@ def _jsonable(x):
 
 def write_json(path, obj) -> None:
     """Write ``obj`` as JSON atomically (full float precision; NaN → null)."""
-    dest = Path(path)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_jsonable(obj), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, "w") as f:
+        json.dump(_jsonable(obj), f, indent=2)
+        f.write("\n")

@@ -8,13 +8,13 @@ object id: ``0`` is background, ``1..254`` are objects and ``255`` is "void"
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ausm.errors import InputError
+from ausm.io.atomic import atomic_open
 
 __all__ = [
     "DAVIS_PALETTE",
@@ -102,19 +102,8 @@ def save_index_png(path: str | os.PathLike, mask: np.ndarray) -> None:
     img.putpalette(DAVIS_PALETTE)
 
     dest = Path(os.fspath(path))
-    directory = dest.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, dest)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(dest, "wb") as f:
+        img.save(f, format="PNG")
 
 
 def _single_channel_to_ids(values: np.ndarray) -> np.ndarray:

@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from ..checkpoint import save_model
-from ..config import AUSMConfig, get_config
+from ..config import get_config
 from ..errors import CheckpointError, TrainingError
+from ..io.atomic import atomic_open
 from ..model import AUSMModel, Prediction
 from .losses import LossConfig, SetCriterion, collate_targets
 from .preprocess import preprocess
@@ -259,12 +260,10 @@ def lr_at(step: int, tc: TrainConfig) -> float:
 def _save_training_state(out: Path, model, opt, step: int, tc: TrainConfig, history: list):
     """Atomic training checkpoint: weights (safetensors folder) + optimiser/step state (.pt)."""
     save_model(model, out / "last")
-    tmp = out / ".trainer_state.pt.tmp"
-    torch.save({"optimizer": opt.state_dict(), "step": step, "train_config": dataclasses.asdict(tc)}, tmp)
-    os.replace(tmp, out / "trainer_state.pt")
-    tmp = out / ".history.json.tmp"
-    tmp.write_text(json.dumps(history))
-    os.replace(tmp, out / "history.json")
+    with atomic_open(out / "trainer_state.pt", "wb") as f:
+        torch.save({"optimizer": opt.state_dict(), "step": step, "train_config": dataclasses.asdict(tc)}, f)
+    with atomic_open(out / "history.json", "w") as f:
+        f.write(json.dumps(history))
 
 
 def _dist_info():
