@@ -29,7 +29,7 @@ from ..errors import InputError
 from ..model.ausm import AGNOSTIC
 from .davis import VOID, DavisDataset
 
-__all__ = ["ClipData", "VideoReader", "VideoClips", "DavisVideos", "DavisClips", "collate_clips",
+__all__ = ["ClipData", "VideoReader", "VideoClips", "DavisVideos", "DavisFrames", "DavisClips", "collate_clips",
            "resize_nearest"]
 
 
@@ -157,6 +157,52 @@ class DavisVideos(VideoReader):
         obj = sorted(int(v) for v in np.unique(ids) if v not in (0, VOID))
         return ClipData(frames=None, annotated=np.ones(len(indices), dtype=bool), object_ids=obj,
                         classes=np.zeros(len(obj), dtype=np.int64), ids=ids)
+
+
+class DavisFrames:
+    """The frames of a DAVIS split as an *image* dataset, for Stage-1-style pseudo-videos
+    (:class:`~ausm.data.coco.PseudoVideoClips`: T independently augmented copies of one frame) and as
+    real backgrounds of :class:`~ausm.data.synthetic.SyntheticClips`.
+
+    Args:
+        davis: the :class:`~ausm.data.davis.DavisDataset`.
+        every: keep every ``every``-th frame of each sequence (consecutive frames are near-duplicates).
+
+    Attributes:
+        images: ``[{"file_name": "<seq>/<frame>", "seq": ..., "index": ...}]``.
+    """
+
+    head = AGNOSTIC
+    exhaustive = True
+
+    def __init__(self, davis: DavisDataset, every: int = 1):
+        if every < 1:
+            raise InputError(f"every must be >= 1, got {every}")
+        self.davis = davis
+        self.name = f"davis{davis.year}-frames"
+        self.images = []
+        self._paths = {}
+        for seq in davis.sequences:
+            fr, mk = davis.frame_paths(seq), davis.mask_paths(seq)
+            self._paths[seq] = (fr, mk)
+            for j in range(0, min(len(fr), len(mk)), every):
+                self.images.append({"file_name": f"{seq}/{fr[j].stem}", "seq": seq, "index": j})
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def read_image(self, i: int) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of image ``i``."""
+        im = self.images[i]
+        return self.davis.read_frame(self._paths[im["seq"]][0][im["index"]])
+
+    def read_annotations(self, i: int) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """((n, H, W) bool masks, (n,) int64 classes (all 0), object ids) of image ``i``."""
+        im = self.images[i]
+        ids = self.davis.read_mask(self._paths[im["seq"]][1][im["index"]])
+        obj = sorted(int(v) for v in np.unique(ids) if v not in (0, VOID))
+        masks = np.stack([ids == o for o in obj]) if obj else np.zeros((0, *ids.shape), dtype=bool)
+        return masks, np.zeros(len(obj), dtype=np.int64), obj
 
 
 class VideoClips(torch.utils.data.Dataset):

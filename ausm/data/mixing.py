@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError
 
-__all__ = ["MixedClips", "build_reader", "build_clip_dataset", "build_mixture", "READER_TYPES"]
+__all__ = ["MixedClips", "build_reader", "build_clip_dataset", "build_mixture", "READER_TYPES", "IMAGE_TYPES"]
 
 
 class MixedClips(torch.utils.data.Dataset):
@@ -111,6 +111,15 @@ def _ovis(ann_file, image_root=None, **kw):
     return YTVISDataset(ann_file, image_root, **kw)
 
 
+def _davis_frames(root, split="train", resolution="480p", year=2017, sequences=None, every=1, **kw):
+    from .clips import DavisFrames
+    from .davis import DavisDataset
+    if kw:
+        raise ConfigError(f"unknown DAVIS options {sorted(kw)}")
+    return DavisFrames(DavisDataset(root, split=split, resolution=resolution, year=year, sequences=sequences),
+                       every=every)
+
+
 def _coco(ann_file, image_root=None, **kw):
     from .coco import COCOInstances
     return COCOInstances(ann_file, image_root, **kw)
@@ -118,7 +127,9 @@ def _coco(ann_file, image_root=None, **kw):
 
 #: ``type`` of a dataset spec → reader constructor (keyword arguments = the spec's other keys).
 READER_TYPES = {"davis": _davis, "ytvos": _ytvos, "mose": _mose, "folder": _folder, "sav": _sav,
-                "ytvis": _ytvis, "ovis": _ovis, "coco": _coco}
+                "ytvis": _ytvis, "ovis": _ovis, "coco": _coco, "davis_frames": _davis_frames}
+#: image datasets: their clips are pseudo-videos (:class:`~ausm.data.coco.PseudoVideoClips`)
+IMAGE_TYPES = ("coco", "davis_frames")
 
 
 def build_reader(spec: dict):
@@ -128,7 +139,7 @@ def build_reader(spec: dict):
     spec.pop("weight", None)
     spec.pop("clip", None)
     if typ not in READER_TYPES:
-        raise ConfigError(f"unknown dataset type {typ!r}; one of {sorted(READER_TYPES)}")
+        raise ConfigError(f"unknown dataset type {typ!r}; one of {sorted([*READER_TYPES, 'synthetic'])}")
     try:
         return READER_TYPES[typ](**spec)
     except TypeError as e:
@@ -137,15 +148,27 @@ def build_reader(spec: dict):
 
 def build_clip_dataset(spec: dict, clip_len: int = 4, size=(224, 384), max_stride: int = 3,
                        samples_per_epoch: int = 10000, seed: int = 0):
-    """Clip dataset of one spec: :class:`~ausm.data.coco.PseudoVideoClips` for ``coco``,
-    :class:`~ausm.data.clips.VideoClips` otherwise. ``spec["clip"]`` (a dict) overrides clip options
-    (``max_stride``, ``scale``, ``flip``, ``frames``, ``max_objects``, ``rotation``...)."""
+    """Clip dataset of one spec: :class:`~ausm.data.coco.PseudoVideoClips` for the image datasets
+    (``coco``, ``davis_frames``), :class:`~ausm.data.synthetic.SyntheticClips` for ``synthetic``
+    (options: ``num_objects``, ``background`` = an image-dataset spec for real backgrounds,
+    ``background_prob``, ``speed``, ``max_objects``), :class:`~ausm.data.clips.VideoClips` otherwise.
+    ``spec["clip"]`` (a dict) overrides clip options (``max_stride``, ``scale``, ``flip``, ``frames``,
+    ``max_objects``, ``rotation``...)."""
     from .clips import VideoClips
     from .coco import PseudoVideoClips
+    from .synthetic import SyntheticClips
+    if spec.get("type") == "synthetic":
+        kw = {k: v for k, v in spec.items() if k not in ("type", "weight", "clip")}
+        bg = kw.pop("background", None)
+        try:
+            return SyntheticClips(clip_len=clip_len, size=tuple(size), samples_per_epoch=samples_per_epoch, seed=seed,
+                                  backgrounds=build_reader(bg) if bg else None, **kw)
+        except TypeError as e:
+            raise ConfigError(f"bad options for dataset type 'synthetic': {e}") from e
     reader = build_reader(spec)
     opts = dict(spec.get("clip") or {})
     try:
-        if spec.get("type") == "coco":
+        if spec.get("type") in IMAGE_TYPES:
             return PseudoVideoClips(reader, **{"clip_len": clip_len, "size": tuple(size),
                                                "samples_per_epoch": samples_per_epoch, "seed": seed, **opts})
         return VideoClips(reader, **{"clip_len": clip_len, "size": tuple(size), "max_stride": max_stride,

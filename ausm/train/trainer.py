@@ -212,9 +212,22 @@ def build_initial_model(tc: TrainConfig) -> AUSMModel:
         return model
     if tc.init_from:
         model = load_model(tc.init_from)
+        ov = dict(tc.model_overrides)
         if tc.model_overrides:
-            model.cfg = model.cfg.replace(**{k: v for k, v in tc.model_overrides.items()
+            model.cfg = model.cfg.replace(**{k: v for k, v in ov.items()
                                              if k in ("input_short_side", "input_max_long_side", "fg_threshold")})
+        new_heads = {k: v for k, v in (ov.get("class_heads") or {}).items() if k not in model.cfg.class_heads}
+        if new_heads:  # a later stage adds datasets with new class heads: new heads start at random init
+            cfg = model.cfg.replace(class_heads={**model.cfg.class_heads, **new_heads},
+                                    class_names={**model.cfg.class_names, **(ov.get("class_names") or {})})
+            grown = AUSMModel(cfg)
+            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+            bad = [k for k in missing if not any(k.startswith(f"class_heads.{h}.") for h in new_heads)]
+            if bad or unexpected:
+                raise CheckpointError(f"{tc.init_from}: cannot add class heads {sorted(new_heads)}: "
+                                      f"missing {bad}, unexpected {list(unexpected)}")
+            log.info("added class heads %s to %s", sorted(new_heads), tc.init_from)
+            model = grown
         return model
     return AUSMModel(get_config(tc.preset, **tc.model_overrides))
 
