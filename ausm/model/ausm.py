@@ -145,7 +145,7 @@ class AUSMModel(nn.Module):
 
     # -- parallel path (Algorithm 2) ------------------------------------------------------------
     def forward(self, frames: torch.Tensor, track_ids: torch.Tensor, track_active: torch.Tensor,
-                hist_masks: torch.Tensor, scan: str = "parallel") -> Prediction:
+                hist_masks: torch.Tensor, scan: str = "auto") -> Prediction:
         """Parallel teacher-forced forward over a clip (Algorithm 2).
 
         Args:
@@ -156,7 +156,8 @@ class AUSMModel(nn.Module):
                 allocated before frame k (A_{t-1} in the paper, t = k + 1).
             hist_masks: (B, T, n, h·w) float in [0, 1], M_{t-1}: the masks painted on X_{t-1} before
                 frame k (k = 0: the prompt masks M_0). Rows of inactive slots are ignored (zeroed).
-            scan: Mamba scan implementation, ``"parallel"`` or ``"naive"``.
+            scan: Mamba scan implementation (:mod:`ausm.model.mamba`: ``"auto"``, ``"recurrent"``,
+                ``"associative"``, ``"cuda"``, ``"naive"``).
 
         Returns:
             :class:`Prediction` with embs (B, T, n+N_det, D) and masks (B, T, n+N_det, H/4, W/4).

@@ -55,7 +55,7 @@ class CompressorLayer(nn.Module):
         x = x + self.attn(qk, qk, y)
         return x + self.ffn(self.norm_ffn(x))
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, scan: str = "parallel") -> torch.Tensor:
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, scan: str = "auto") -> torch.Tensor:
         """x: (B, T, P, D); pos: (P, D). Returns (B, T, P, D)."""
         B, T, P, D = x.shape
         seq = self.norm_mamba(x).permute(0, 2, 1, 3).reshape(B * P, T, D)
@@ -80,7 +80,7 @@ class HistoryCompressor(nn.Module):
         self.layers = nn.ModuleList(CompressorLayer(cfg) for _ in range(cfg.compressor_layers))
         self.norm = nn.LayerNorm(cfg.hidden_dim)
 
-    def forward(self, e: torch.Tensor, pos: torch.Tensor, scan: str = "parallel") -> torch.Tensor:
+    def forward(self, e: torch.Tensor, pos: torch.Tensor, scan: str = "auto") -> torch.Tensor:
         """Parallel form over a clip. e: (B, T, P, D); pos: (P, D). Returns F: (B, T, P, D)."""
         for layer in self.layers:
             e = layer(e, pos, scan=scan)
