@@ -165,20 +165,44 @@ def _move_into(src: Path, dst: Path) -> None:
             os.replace(f, target)
 
 
-def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, formats, video_id, desc) -> dict:
-    """Segment one input into ``folder``; returns a summary for messages."""
+def _segment_one(model, reader, spec: str, folder: Path, masks, geo, args, formats, video_id, desc,
+                 snap=None, restore=None) -> dict:
+    """Segment one input into ``folder``; returns a summary for messages.
+
+    ``snap``: a :class:`_Snapshots` that writes snapshots every ``--snapshot-every`` frames (file and
+    folder inputs); ``restore``: ``(tensors, meta)`` of a snapshot of this input to continue from.
+    """
     from .io import LiveReader
 
     live = isinstance(reader, LiveReader)
     what = getattr(reader, "display", None) or spec
     frames = iter(reader)  # opens a live source
     try:
-        return _segment_frames(model, reader, frames, live, what, folder, masks, geo, args, formats, video_id, desc)
+        return _segment_frames(model, reader, frames, live, what, folder, masks, geo, args, formats, video_id, desc,
+                               snap, restore)
     finally:
         frames.close()  # stop reading (closes the container of a video or live source)
 
 
-def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args, formats, video_id, desc) -> dict:
+class _Snapshots:
+    """Writes the snapshots of one input of a resumable run (``OUT/.ausm-partial/snapshot.safetensors``)."""
+
+    def __init__(self, partial, input_index: int, done: list, every: int):
+        self.partial, self.input_index, self.done, self.every = partial, input_index, done, every
+
+    def due(self, k: int, total: int | None) -> bool:
+        """After ``k`` frames: time for a snapshot (not after the last frame: the run is about to end)?"""
+        return bool(self.every) and k % self.every == 0 and (total is None or k < total)
+
+    def save(self, session, writer, k: int) -> None:
+        state = session.state_dict()
+        self.partial.save({f"session.{n}": t for n, t in state["tensors"].items()},
+                          {"input_index": self.input_index, "frame": k, "session": state["meta"],
+                           "writer": writer.state_dict(), "done": self.done})
+
+
+def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args, formats, video_id, desc,
+                    snap=None, restore=None) -> dict:
     """The frame loop of :func:`_segment_one`: prompts due on each frame, ``Session.step``, the writers."""
     from itertools import chain, islice
 
@@ -189,7 +213,8 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
 
     first = next(frames, None)
     if first is None:
-        raise InputError(f"{what} has no frames")
+        raise InputError(f"{what} contains no video frames (an empty or unfinished recording?); check that it plays, "
+                         "or export / re-encode it again")
     size = tuple(first.shape[:2])
     num = None if live else reader.num_frames
     plan = masks.frames(reader.names, num) if masks is not None else {}
@@ -200,13 +225,29 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
         geo_at.setdefault(g[0], []).append(g)
 
     session = Session(model, detect_new_objects=bool(args.unprompted))
-    writer = ResultWriter(folder, formats, overlay=args.overlay, fps=reader.fps,
-                          names=reader.names if args.keep_names else None, video_id=video_id)
-    n = 0
-    total = num if not args.max_frames else (min(num, args.max_frames) if num else None)
     stream = chain([first], frames)
+    writer_kw = dict(overlay=args.overlay, fps=reader.fps, names=reader.names if args.keep_names else None,
+                     video_id=video_id, resumable=snap is not None or restore is not None)
+    k0 = 0
+    if restore is not None:  # continue after the snapshot: its state, its files, the input after its frame
+        tensors, meta = restore
+        k0 = int(meta["frame"])
+        session.load_state_dict({"tensors": {n[len("session."):]: t for n, t in tensors.items()
+                                             if n.startswith("session.")}, "meta": meta["session"]})
+        head = islice(stream, k0)
+        writer = ResultWriter(folder, formats, restore=meta["writer"], frames=head, **writer_kw)
+        skipped = sum(1 for _ in head)  # the frames before the snapshot that the overlay replay did not read
+        if not args.overlay and skipped != k0:
+            writer.abort()
+            raise InputError(f"--resume: {what} has fewer frames than the snapshot ({k0}); run without --resume")
+    else:
+        if snap is not None and folder.exists():
+            shutil.rmtree(folder)  # leftovers of a killed run of this input before its first snapshot
+        writer = ResultWriter(folder, formats, **writer_kw)
+    n = k0
+    total = num if not args.max_frames else (min(num, args.max_frames) if num else None)
     if args.max_frames:
-        stream = islice(stream, args.max_frames)
+        stream = islice(stream, max(0, args.max_frames - k0))
     def add_prompts(k):
         prompted = set()
         if k in plan:
@@ -248,11 +289,14 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
                         writer.write(f, buf[f], res)
                         n += 1
             else:
-                for k, frame in enumerate(tqdm(stream, total=total, desc=desc, unit="frame", disable=args.quiet)):
+                bar = tqdm(stream, total=total, initial=k0, desc=desc, unit="frame", disable=args.quiet)
+                for k, frame in enumerate(bar, start=k0):
                     add_prompts(k)
                     res = session.step(frame)
                     writer.write(k, frame, res)
                     n += 1
+                    if snap is not None and snap.due(n, total):
+                        snap.save(session, writer, n)
                     if stop.requested:
                         break
         written = writer.close()
@@ -264,8 +308,56 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
             "end_reason": getattr(reader, "end_reason", None), "n_objects": len(session.obj_ids)}
 
 
+def _segment_fingerprint(args, inputs, readers, masks, formats, device) -> dict[str, str]:
+    """What identifies a run for ``--resume``: inputs, prompts, checkpoint, device and every option that
+    changes the outputs (``--snapshot-every``, ``--quiet`` do not)."""
+    import hashlib
+
+    from .inference.resume import checkpoint_signature, file_digest, path_signature
+    from .io import IMAGE_EXTENSIONS
+
+    def digest(obj) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+    ins = []
+    for spec, r in zip(inputs, readers):
+        files = None
+        if r.kind == "folder":
+            files = sorted(p for p in Path(r.path).iterdir() if p.is_file() and not p.name.startswith(".")
+                           and p.suffix.lower() in IMAGE_EXTENSIONS)
+        ins.append([spec, r.kind, r.num_frames, path_signature(r.path, files)])
+    prompts = [[str(m.path.resolve()), [[f.name, file_digest(f)] for f in m.files]] for m in masks]
+    fp = {"inputs": digest(ins), "prompts": digest(prompts), "checkpoint": checkpoint_signature(args.checkpoint),
+          "device": device.type}
+    for flag, value in (("--format", formats), ("--overlay", args.overlay), ("--keep-names", args.keep_names),
+                        ("--video-id", args.video_id), ("--max-frames", args.max_frames),
+                        ("--unprompted", args.unprompted), ("--prompt-box", args.prompt_box),
+                        ("--prompt-point", args.prompt_point), ("--frame", args.frame), ("--obj-id", args.obj_id),
+                        ("--input-format", args.input_format), ("--input-option", args.input_option)):
+        fp[flag] = json.dumps(value, sort_keys=True, default=str)
+    return fp
+
+
+def _lock_folder(folder: Path):
+    """An exclusive lock on ``folder`` for this process (POSIX ``flock``; nothing elsewhere): two runs
+    writing the same output folder would mix their files and snapshots."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        return None
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise InputError(f"another ausm segment is writing to --out {folder}; wait for it or choose another "
+                         "folder") from None
+    return fd
+
+
 def cmd_segment(args) -> int:
     from .checkpoint import load_model
+    from .inference.resume import PartialRun
     from .io import MaskPrompts, is_live_spec, open_source, parse_formats, source_name
 
     formats = parse_formats(args.format)
@@ -284,9 +376,14 @@ def cmd_segment(args) -> int:
                          "smaller --obj-id")
     if args.max_frames is not None and args.max_frames < 1:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.snapshot_every < 0:
+        raise InputError(f"--snapshot-every must be >= 0 (0: no snapshots), got {args.snapshot_every}")
     options = _input_options(args.input_option)
     readers = []
     for spec in inputs:
+        if args.input_format is None and os.path.isfile(spec) and os.path.getsize(spec) == 0:
+            raise InputError(f"{spec} is an empty file (0 bytes), not a video: an interrupted download, copy or "
+                             "recording? give the complete file")
         timeout = args.stream_timeout
         if timeout is None and "://" in spec and is_live_spec(spec, args.input_format):
             timeout = 30.0  # network streams: a stalled server ends the stream instead of hanging
@@ -309,23 +406,59 @@ def cmd_segment(args) -> int:
         while name in subdirs:
             name, j = f"{base}-{j}", j + 1
         subdirs.append(name)
-    model = load_model(args.checkpoint, device=pick_device(args.device))
-    # parent folders this run creates are removed again if it fails (no output on error)
-    new_parents = [p for p in (out.parent, *out.parent.parents) if not p.exists()]
+    device = pick_device(args.device)
+    # file and folder inputs can be continued after a kill (--resume): the run works in OUT/.ausm-partial/
+    resumable = not args.replay and all(r.kind != "live" for r in readers)
+    if args.resume and not resumable:
+        raise InputError("--resume needs video files or frame folders as inputs (live sources cannot be read "
+                         "again) and no --replay")
+    partial = snapshot = None
+    if resumable:
+        partial = PartialRun(out, _segment_fingerprint(args, inputs, readers, masks, formats, device))
+        if args.resume:
+            snapshot = partial.load()  # refuses a snapshot of another run (exit 2), before loading the model
+            if snapshot is None:
+                print(f"note: --resume: no snapshot in {partial.root}; starting from the beginning", file=sys.stderr)
+            else:
+                meta = snapshot[1]
+                print(f"note: --resume: continuing {inputs[meta['input_index']]} from frame {meta['frame']}",
+                      file=sys.stderr)
+    model = load_model(args.checkpoint, device=device)
+    # folders this run creates are removed again if it fails (no output on error)
+    new_parents = [p for p in ((out,) if resumable else ()) + (out.parent, *out.parent.parents) if not p.exists()]
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
+        (out if resumable else out.parent).mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise InputError(f"cannot create the parent folder of --out {out}: {e}") from e
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    ok = False
-    summaries = []
+        raise InputError(f"cannot create {'--out' if resumable else 'the parent folder of --out'} {out}: {e}") from e
+    # one run at a time per output folder; taken before anything in it is touched
+    lock = _lock_folder(out) if partial is not None else None
+    tmp = None
+    ok = keep_partial = False
+    summaries: list[dict] = []
     try:
+        if partial is not None:
+            if snapshot is None:
+                partial.clear()  # an earlier run's leftovers are replaced (without --resume)
+            partial.work.mkdir(parents=True, exist_ok=True)
+            tmp = partial.work
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+        start = 0
+        if snapshot is not None:
+            start = int(snapshot[1]["input_index"])
+            summaries = list(snapshot[1]["done"])
         single = len(inputs) == 1
         for i, (spec, reader) in enumerate(zip(inputs, readers)):
+            if i < start:
+                continue  # finished before the snapshot: its outputs are in the work folder
             folder = tmp if single else tmp / subdirs[i]
             m = masks[i] if len(masks) == len(inputs) else (masks[0] if masks else None)
+            restore = snapshot if snapshot is not None and i == start and snapshot[1]["frame"] > 0 else None
+            snap = _Snapshots(partial, i, list(summaries), args.snapshot_every) if partial is not None else None
             summaries.append(_segment_one(model, reader, spec, folder, m, geo, args, formats, args.video_id + i,
-                                          "segment" if single else subdirs[i]))
+                                          "segment" if single else subdirs[i], snap=snap, restore=restore))
+            if snap is not None and snap.every and i + 1 < len(inputs):  # input i is done
+                partial.save({}, {"input_index": i + 1, "frame": 0, "done": summaries})
         if "rle" in formats and not single:  # one results file for all videos, as benchmarks expect
             with open(tmp / "results.json", "w", encoding="utf-8") as f:
                 f.write("[")
@@ -337,9 +470,21 @@ def cmd_segment(args) -> int:
                 f.write("\n]\n")
         _move_into(tmp, out)
         ok = True
+    except KeyboardInterrupt:
+        if partial is not None and partial.has_snapshot():  # Ctrl-C on a long run: it can be continued
+            keep_partial = True
+            print(f"note: the run so far is kept in {partial.root}; continue it with the same command and "
+                  "--resume", file=sys.stderr)
+        raise
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not ok:
+        if partial is not None:
+            if not keep_partial:
+                shutil.rmtree(partial.root, ignore_errors=True)
+        elif tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)
+        if not ok and not keep_partial:
             for p in new_parents:  # deepest first; stops at the first non-empty one
                 try:
                     p.rmdir()
@@ -426,6 +571,12 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
     i.add_argument("--stream-timeout", type=float, default=None, metavar="SECONDS",
                    help="end a live source that delivers nothing for this long (default: 30 for network URLs, "
                         "none for pipes and cameras)")
+    r = s.add_argument_group("resuming (video files and frame folders)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue a run that was killed, from its last snapshot in OUT/.ausm-partial/ (same "
+                        "inputs, prompts, checkpoint and options; without a snapshot it starts from the beginning)")
+    r.add_argument("--snapshot-every", type=int, default=50, metavar="N",
+                   help="write a snapshot for --resume every N frames (default 50; 0: none)")
     s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-tiny)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     s.add_argument("--quiet", action="store_true")
@@ -523,6 +674,15 @@ def cmd_bench(args) -> int:
         marks = [int(v) for v in args.report_at.split(",")]
         run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
             internal_short_side=args.internal_short_side, video=args.video, device=str(pick_device(args.device)))
+    elif args.bench_command == "vs-sam2":
+        from .bench.vs_sam2 import have_sam2, run
+
+        ok, why = have_sam2()
+        if not ok:
+            raise InputError(f"ausm bench vs-sam2 needs transformers with SAM2 video support: {why}")
+        run(size=args.size, frames=args.frames, warmup=args.warmup, sam2_sizes=args.sam2_sizes,
+            large_frames=args.large_frames, prompt=args.prompt, checkpoint=args.checkpoint, order=args.order,
+            device=str(pick_device(args.device)), seed=args.seed)
     return 0
 
 
@@ -574,7 +734,22 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--report-at", default="100,1000,10000")
     st.add_argument("--internal-short-side", type=int, default=None, help="override the model input short side")
     st.add_argument("--video", default=None, help="loop a real video instead of synthetic frames")
-    for b_ in (ts, st):
+    vs = bsub.add_parser("vs-sam2", help="streaming latency of ausm vs transformers' SAM2 video model (Hiera-tiny, "
+                                         "random weights), one prompted object, same run")
+    vs.add_argument("--size", default="480p", help="frame size: 240p | 360p | 480p | 720p | 1080p | HxW")
+    vs.add_argument("--frames", type=int, default=30, help="frames streamed per model (warm-up included)")
+    vs.add_argument("--warmup", type=int, default=3, help="first frames not counted (the prompted frame is frame 0)")
+    vs.add_argument("--sam2-sizes", default="default,auto",
+                    help="comma-separated SAM2 square input sides: pixels (multiple of 32), 'default' (1024) or "
+                         "'auto' (pixel count nearest to ausm's input; 320 for 480p)")
+    vs.add_argument("--large-frames", type=int, default=12,
+                    help="frame cap for SAM2 sides above 512 (several seconds per frame on a CPU); 0 = --frames")
+    vs.add_argument("--prompt", choices=["mask", "point"], default="mask", help="frame-0 prompt of both models")
+    vs.add_argument("--checkpoint", "--config", dest="checkpoint", default=None, help="ausm checkpoint (default: ausm-tiny)")
+    vs.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved",
+                    help="interleaved: every model steps frame t before any steps t+1; sequential: one after another")
+    vs.add_argument("--seed", type=int, default=0)
+    for b_ in (ts, st, vs):
         b_.add_argument("--device", default="cpu")
         b_.add_argument("--threads", type=int, default=0)
     bench.set_defaults(func=cmd_bench)

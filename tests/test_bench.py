@@ -2,6 +2,8 @@
 (numbers are reported, never asserted as speed targets)."""
 import json
 
+import pytest
+
 from ausm.cli import main
 
 
@@ -27,3 +29,53 @@ def test_stream_records_constant_state(capsys, small_ckpt):
     assert [r["frames"] for r in recs] == [10, 30]
     assert recs[0]["state_nbytes"] == recs[1]["state_nbytes"] > 0
     assert recs[0]["flops_per_frame"] > 0 and recs[0]["p99_ms"] >= recs[0]["p50_ms"] > 0
+
+
+def _sam2_skip_reason():
+    try:
+        from transformers import Sam2VideoInferenceSession, Sam2VideoModel  # noqa: F401
+    except ImportError as e:
+        return f"transformers lacks Sam2VideoModel / Sam2VideoInferenceSession ({e})"
+    return None
+
+
+needs_sam2 = pytest.mark.skipif(_sam2_skip_reason() is not None, reason=str(_sam2_skip_reason()))
+
+
+def test_vs_sam2_sizes():
+    from ausm.bench.vs_sam2 import area_matched_side, sam2_sides
+
+    assert area_matched_side((256, 416)) == 320  # 102,400 px vs ausm-tiny's 106,496 at 480p
+    assert sam2_sides("default,auto,1024,256", (256, 416)) == [(1024, "default"), (320, "area-matched"),
+                                                                (256, "explicit")]
+
+
+@needs_sam2
+def test_vs_sam2_bad_size_is_input_error(capsys):
+    assert main(["bench", "vs-sam2", "--sam2-sizes", "100", "--frames", "2", "--warmup", "1"]) == 2
+    assert "multiple of 32" in capsys.readouterr().err
+
+
+@needs_sam2
+def test_vs_sam2_records_and_table(capsys, small_ckpt):
+    assert main(["bench", "vs-sam2", "--checkpoint", str(small_ckpt), "--size", "48x80", "--frames", "3",
+                 "--warmup", "1", "--sam2-sizes", "auto,64", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    recs = _records(out)
+    assert [r["model"].split(" ")[0] for r in recs] == ["ausm-tiny", "sam2.1-hiera-tiny"]  # auto = 64: one SAM2 row
+    ausm, sam2 = recs
+    assert ausm["internal"] == "64x96" and sam2["internal"] == "64x64" and sam2["size_rule"] == "area-matched"
+    for r in recs:
+        assert r["bench"] == "vs-sam2" and r["input"] == "48x80" and r["frames"] == 3 and r["measured_frames"] == 2
+        assert r["p99_ms"] >= r["p50_ms"] > 0 and r["fps"] > 0 and r["flops_per_frame"] > 0
+        assert r["threads"] == 1 and r["torch"] and r["transformers"] and r["cpu"] and r["peak_rss_mb"] > 0
+        assert r["dtype"] == "float32" and r["p50_first_third_ms"] > 0 and r["p50_last_third_ms"] > 0
+    assert ausm["state_growth_bytes_per_frame"] == 0  # fixed-size state
+    assert sam2["state_growth_bytes_per_frame"] > 0  # SAM2's session keeps every frame
+    assert sam2["params"] > 30e6 and sam2["forward_p50_ms"] > 0 and sam2["sam2_num_maskmem"] == 7
+    assert ausm["paired_ratio_p50"] == 1.0 and sam2["paired_ratio_p50"] > 0
+    assert ausm["ratio_p50"] == 1.0 and sam2["ratio_p50"] == sam2["p50_ms"] / sam2["ausm_p50_same_frames_ms"]
+    assert "| model | internal | size rule | frames | p50 ms | p99 ms |" in out
+    assert "| p50 ratio (SAM2/ausm) | p99 ratio (SAM2/ausm) | paired ratio first/last third |" in out
+    row = [l for l in out.splitlines() if l.startswith("| sam2.1-hiera-tiny | 64x64")]
+    assert len(row) == 1 and float(row[0].split("|")[-4]) > 0

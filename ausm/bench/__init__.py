@@ -92,3 +92,20 @@ def timed(fn, device):
     out = fn()
     sync(device)
     return time.perf_counter() - t, out
+
+
+def count_flops(fn) -> int:
+    """FLOPs of ``fn()`` (matmuls, convolutions and attention, including the fused CPU attention
+    kernel that ``torch.utils.flop_counter`` does not count by itself)."""
+    from torch.utils.flop_counter import FlopCounterMode, sdpa_flop_count
+
+    def sdpa_cpu(q, k, v, *args, out_shape=None, **kwargs):
+        return sdpa_flop_count(q, k, v)
+
+    mapping = {}
+    op = getattr(torch.ops.aten, "_scaled_dot_product_flash_attention_for_cpu", None)
+    if op is not None:
+        mapping[op] = sdpa_cpu
+    with FlopCounterMode(display=False, custom_mapping=mapping) as fc:
+        fn()
+    return fc.get_total_flops()

@@ -10,7 +10,7 @@ import torch
 
 from ..checkpoint import load_model
 from ..inference.session import Session
-from . import current_rss_mb, emit, machine_info, markdown_table, peak_rss_mb, percentile
+from . import count_flops, current_rss_mb, emit, machine_info, markdown_table, peak_rss_mb, percentile
 
 SIZES = {"240p": (240, 427), "360p": (360, 640), "480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}
 
@@ -27,12 +27,8 @@ def matmul_peak_gflops(n: int = 1024, reps: int = 5, dtype=torch.float32) -> flo
 
 
 def flops_per_frame(session: Session, frame: np.ndarray) -> int:
-    """FLOPs of one :meth:`Session.step` (``torch.utils.flop_counter``; matmuls and convolutions)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as fc:
-        session.step(frame)
-    return fc.get_total_flops()
+    """FLOPs of one :meth:`Session.step` (matmuls, convolutions and attention: :func:`count_flops`)."""
+    return count_flops(lambda: session.step(frame))
 
 
 def synthetic_frames(size: tuple[int, int], n: int = 16, seed: int = 0) -> list[np.ndarray]:

@@ -273,6 +273,124 @@ class Session:
             n += self._state.nbytes()
         return n
 
+    # -- snapshots ----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The complete session state, to continue the stream later (e.g. in another process).
+
+        Returns:
+            ``{"tensors": {name: CPU tensor}, "meta": JSON-able dict}``: the network's stream state
+            (X_{t-1}, the Mamba states), the slot tables, per-track class scores, the ID sampler's
+            generator state and pending prompt masks as tensors; frame index, sizes, options, object
+            bookkeeping and pending box / point prompts in ``meta``. Save it with
+            :func:`ausm.inference.resume.save_snapshot` (safetensors + JSON, no pickle).
+
+        A session restored with :meth:`load_state_dict` gives exactly the results of the uninterrupted
+        one (same model, same device).
+        """
+        def cpu(t: torch.Tensor) -> torch.Tensor:
+            return t.detach().to("cpu").clone().contiguous()
+
+        tensors = {"slot_id": cpu(self._slot_id), "slot_obj": cpu(self._slot_obj), "free": cpu(self._free),
+                   "cls_max": cpu(self._cls_max), "rng": cpu(self._gen.get_state())}
+        pending = []
+        for f, objs in sorted(self._pending.items()):
+            for o, p in objs.items():
+                if isinstance(p, GeometricPrompt):
+                    pending.append({"frame": f, "obj_id": o, "kind": p.kind, "data": p.data.tolist(),
+                                    "labels": None if p.labels is None else p.labels.tolist()})
+                else:
+                    pending.append({"frame": f, "obj_id": o, "kind": "mask"})
+                    tensors[f"pending.{f}.{o}"] = torch.from_numpy(np.ascontiguousarray(p, dtype=bool))
+        st = self._state
+        if st is not None:
+            tensors["slot_mask"] = cpu(self._slot_mask)
+            tensors["x_prev"] = cpu(st.x_prev)
+            for i, m in enumerate(st.mamba):
+                tensors[f"mamba.{i}.conv_state"] = cpu(m.conv_state)
+                tensors[f"mamba.{i}.ssm_state"] = cpu(m.ssm_state)
+        meta = {
+            "version": 1, "num_ids": int(self.cfg.num_ids), "class_head": self.class_head,
+            "fg_threshold": self.fg_threshold, "detect_new_objects": self._detect_arg, "seed": self._seed,
+            "frame_idx": self._frame_idx, "n": self._n, "next_auto_id": self._next_auto_id,
+            "any_prompt": self._any_prompt,
+            "frame_size": list(self._frame_size) if self._frame_size else None,
+            "input_size": list(self._input_size) if self._input_size else None,
+            "hw": list(st.hw) if st is not None else None, "t": st.t if st is not None else None,
+            "mamba_layers": len(st.mamba) if st is not None else None,
+            "prompt_sources": [[f, o, how] for (f, o), how in sorted(self.prompt_sources.items())],
+            "pending": pending,
+        }
+        return {"tensors": tensors, "meta": meta}
+
+    @torch.inference_mode()  # the restored tables and states are updated in place inside step
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state from :meth:`state_dict` (of a session over the same model).
+
+        Raises:
+            InputError: the state is incomplete or belongs to a model of another shape.
+        """
+        from ..model.mamba import MambaState
+
+        try:
+            meta, tensors = state["meta"], state["tensors"]
+            if meta.get("version") != 1:
+                raise InputError(f"unsupported session state version {meta.get('version')!r}")
+            if meta["num_ids"] != self.cfg.num_ids:
+                raise InputError(f"the session state has {meta['num_ids']} ID slots, this model has "
+                                 f"{self.cfg.num_ids}: it belongs to another model")
+            if meta["class_head"] not in self.model.class_heads:
+                raise InputError(f"the session state uses class head {meta['class_head']!r}, which this model "
+                                 f"lacks ({sorted(self.model.class_heads)})")
+            self.class_head = meta["class_head"]
+            self.fg_threshold = float(meta["fg_threshold"])
+            self._detect_arg = meta["detect_new_objects"]
+            self._seed = int(meta["seed"])
+            self.reset()
+            cls_max = tensors["cls_max"].float()
+            if cls_max.shape != self._cls_max.shape:
+                raise InputError(f"class scores of shape {tuple(cls_max.shape)} do not fit this model's "
+                                 f"{tuple(self._cls_max.shape)}: the state belongs to another model")
+            self._slot_id = tensors["slot_id"].long().clone()
+            self._slot_obj = tensors["slot_obj"].long().clone()
+            self._free = tensors["free"].bool().clone()
+            self._cls_max = cls_max.clone()
+            self._gen.set_state(tensors["rng"].to(torch.uint8).clone())
+            self._frame_idx, self._n = int(meta["frame_idx"]), int(meta["n"])
+            self._next_auto_id, self._any_prompt = int(meta["next_auto_id"]), bool(meta["any_prompt"])
+            self.prompt_sources = {(int(f), int(o)): str(how) for f, o, how in meta["prompt_sources"]}
+            for p in meta["pending"]:
+                f, o = int(p["frame"]), int(p["obj_id"])
+                if p["kind"] == "mask":
+                    entry = tensors[f"pending.{f}.{o}"].numpy().astype(bool)
+                else:
+                    entry = GeometricPrompt(p["kind"], np.asarray(p["data"], np.float64),
+                                            None if p["labels"] is None else np.asarray(p["labels"], np.int64))
+                self._pending.setdefault(f, {})[o] = entry
+            if meta["frame_size"] is not None:
+                hw = tuple(int(v) for v in meta["hw"])
+                x_prev = tensors["x_prev"].to(self.device, self.dtype)
+                n_layers = int(meta["mamba_layers"])
+                ref = self.model.init_state(1, hw, device=self.device, dtype=self.dtype)
+                if len(ref.mamba) != n_layers or x_prev.shape != ref.x_prev.shape:
+                    raise InputError("the session state does not fit this model (another architecture)")
+                mamba = []
+                for i, r in enumerate(ref.mamba):
+                    c = tensors[f"mamba.{i}.conv_state"].to(self.device, self.dtype)
+                    s = tensors[f"mamba.{i}.ssm_state"].to(self.device, self.dtype)
+                    if c.shape != r.conv_state.shape or s.shape != r.ssm_state.shape:
+                        raise InputError("the session state does not fit this model (another architecture)")
+                    mamba.append(MambaState(conv_state=c, ssm_state=s))
+                self._frame_size = tuple(int(v) for v in meta["frame_size"])
+                self._input_size = tuple(int(v) for v in meta["input_size"])
+                self._state = StreamState(x_prev=x_prev, mamba=mamba, hw=hw, t=int(meta["t"]))
+                self._slot_mask = tensors["slot_mask"].to(self.device, self.dtype).clone()
+        except KeyError as e:
+            self.reset()
+            raise InputError(f"incomplete session state: {e} is missing") from e
+        except InputError:
+            self.reset()
+            raise
+
     # -- prompts ------------------------------------------------------------------------------
     def add_prompt(self, frame_idx: int, obj_id: int, mask=None, *, box=None, points=None, labels=None) -> None:
         """Prompt object ``obj_id`` on frame ``frame_idx`` (≥ the next frame to process) with exactly one
@@ -337,7 +455,9 @@ class Session:
     def _allocate(self, obj_id: int) -> int:
         free = torch.nonzero(self._free).flatten()
         if len(free) == 0:
-            raise InputError(f"no free ID vector left for object {obj_id} (at most {self.cfg.num_ids} objects)")
+            raise InputError(f"no free ID vector left for object {obj_id}: this model tracks at most "
+                             f"{self.cfg.num_ids} objects at once; prompt fewer objects, remove() finished ones, or "
+                             "use a model with a larger num_ids")
         j = free[torch.randint(len(free), (), generator=self._gen)].item()
         self._free[j] = False
         slot = self._n
@@ -408,8 +528,9 @@ class Session:
         # check the ID capacity before any state changes; prompted objects take precedence over detections
         new_prompted = [o for o in self._pending.get(k, {}) if o not in self.obj_ids]
         if len(new_prompted) > int(self._free.sum()):
-            raise InputError(f"frame {k}: {len(new_prompted)} new prompted objects but only "
-                             f"{int(self._free.sum())} free ID vectors (at most {self.cfg.num_ids} objects)")
+            raise InputError(f"frame {k}: {len(new_prompted)} new prompted objects but only {int(self._free.sum())} "
+                             f"free ID vectors: this model tracks at most {self.cfg.num_ids} objects at once; prompt "
+                             f"fewer objects (merge or drop ids in the mask) or use a model with a larger num_ids")
         x = F.interpolate(img, size=self._input_size, mode="bilinear", align_corners=False,
                           antialias=True).to(self.device, self.dtype).clamp(0, 1)
         pending = self._pending.pop(k, {})
