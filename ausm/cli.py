@@ -355,8 +355,27 @@ def _lock_folder(folder: Path):
     return fd
 
 
+def cmd_demo(args) -> int:
+    """``ausm segment --demo``: :func:`ausm.demo.run_demo`."""
+    from .demo import format_demo, run_demo
+
+    if args.input:
+        raise InputError("--demo takes no input (it generates its own video); drop the input or --demo")
+    device = None if args.device == "auto" else args.device
+    res = run_demo(args.out or "ausm-demo", checkpoint=args.checkpoint, device=device, progress=not args.quiet)
+    print(format_demo(res))
+    return 0
+
+
 def cmd_segment(args) -> int:
     from .checkpoint import load_model
+
+    if args.demo:
+        return cmd_demo(args)
+    if not args.input:
+        raise InputError("give an input (video file, frame folder, stream) or --demo")
+    if not args.out:
+        raise InputError("give --out OUTPUT_FOLDER")
     from .inference.resume import PartialRun
     from .io import MaskPrompts, is_live_spec, open_source, parse_formats, source_name
 
@@ -530,9 +549,13 @@ outputs (--format, repeatable or comma-separated): palette  %05d.png index PNGs 
 def _add_segment_parser(sub) -> argparse.ArgumentParser:
     s = sub.add_parser("segment", help="segment videos, frame folders or live streams",
                        epilog=_SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    s.add_argument("input", nargs="+",
+    s.add_argument("input", nargs="*",
                    help="frame folder, video file, '-' (stdin), /dev/videoN, webcam:N or a stream URL; several "
                         "inputs write OUT/<input name>/")
+    s.add_argument("--demo", action="store_true",
+                   help="no input: generate a multi-object video (shapes that move, occlude, enter and leave), "
+                        "segment it prompted and unprompted, score both against its ground truth and write "
+                        "overlays to --out (default ausm-demo)")
     g = s.add_argument_group("prompts")
     g.add_argument("--prompt", action="extend", nargs="+", metavar="MASK",
                    help="first-frame mask PNG (binary: object 1; index/palette: one object per id) or a folder of "
@@ -552,7 +575,7 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
                    help="test-time replay: run forward, backward, forward and keep the last pass (paper Table 3); "
                         "file/folder inputs, prompts on frame 0 only")
     o = s.add_argument_group("outputs")
-    o.add_argument("--out", required=True, help="output folder (written only when the whole run succeeds)")
+    o.add_argument("--out", default=None, help="output folder (written only when the whole run succeeds); required except with --demo")
     o.add_argument("--format", action="append", metavar="FMT",
                    help="palette | per-object | rle | boxes; repeatable or comma-separated (default palette)")
     o.add_argument("--overlay", action=argparse.BooleanOptionalAction, default=True,

@@ -1,0 +1,82 @@
+"""The embedded demo (``ausm segment --demo``) and the synthetic video generator behind it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import av
+import numpy as np
+import pytest
+
+from conftest import subprocess_env
+
+from ausm.cli import main
+from ausm.data.synthetic import SHAPE_CLASSES, SyntheticClips, render_video
+from ausm.demo import DEMO_SEED
+from ausm.errors import InputError
+
+
+def test_render_video_is_deterministic_and_consistent():
+    a = render_video(12, (64, 96), (2, 4), seed=5)
+    b = render_video(12, (64, 96), (2, 4), seed=5)
+    assert np.array_equal(a.frames, b.frames) and np.array_equal(a.ids, b.ids)
+    assert a.frames.shape == (12, 64, 96, 3) and a.frames.dtype == np.uint8
+    assert a.ids.shape == (12, 64, 96) and set(np.unique(a.ids)) <= set(range(len(a.object_ids) + 1))
+    for j, o in enumerate(a.object_ids):  # first_frame agrees with the masks
+        vis = [t for t in range(12) if (a.ids[t] == o).any()]
+        assert a.first_frame[j] == (vis[0] if vis else -1)
+    assert all(0 <= c < len(SHAPE_CLASSES) for c in a.classes)
+    assert not np.array_equal(render_video(12, (64, 96), (2, 4), seed=6).frames, a.frames)
+
+
+def test_demo_video_has_an_object_entering_mid_video():
+    v = render_video(40, (240, 432), 4, seed=DEMO_SEED)
+    assert (v.first_frame > 0).any() and (v.first_frame == 0).any()
+
+
+def test_render_video_rejects_bad_arguments():
+    with pytest.raises(InputError):
+        render_video(0, (64, 64))
+    with pytest.raises(InputError):
+        render_video(4, (8, 64))
+    with pytest.raises(InputError):
+        render_video(4, (64, 64), num_objects=(5, 2))
+
+
+def test_synthetic_clips_sample_dict():
+    ds = SyntheticClips(clip_len=3, size=(64, 96), num_objects=(2, 3), samples_per_epoch=5, seed=1)
+    s = ds[2]
+    n = s["masks"].shape[0]
+    assert s["frames"].shape == (3, 3, 64, 96) and 0 <= s["frames"].min() and s["frames"].max() <= 1
+    assert s["masks"].shape[1:] == (3, 64, 96) and s["classes"].shape == (n,) and n >= 1
+    assert s["head"] == "shapes" and s["exhaustive"] and bool(s["annotated"].all())
+    assert all(bool(s["masks"][k].any()) for k in range(n))  # only visible objects are kept
+    # the masks never overlap (one depth order)
+    assert float(s["masks"].sum(0).max()) <= 1
+    assert np.array_equal(ds[2]["frames"].numpy(), s["frames"].numpy())
+
+
+def test_segment_demo_end_to_end(tmp_path):
+    """The README's first command: generate, segment prompted + unprompted, score, write overlays."""
+    out = tmp_path / "demo"
+    r = subprocess.run([sys.executable, "-m", "ausm.cli", "segment", "--demo", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, env=subprocess_env(), timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "| prompted |" in r.stdout and "| unprompted |" in r.stdout
+    res = json.loads((out / "scores.json").read_text())
+    for run in ("prompted", "unprompted"):
+        for k in ("J&F-Mean", "J-Mean", "F-Mean"):
+            assert 0.0 <= res[run][k] <= 100.0
+        assert len(list((out / run).glob("*.png"))) == res["frames"]
+        with av.open(str(out / f"{run}.mp4")) as c:
+            assert sum(1 for _ in c.decode(video=0)) == res["frames"]
+    assert res["entering_mid_video"]  # the demo adds an object mid-video
+    assert len(list((out / "ground_truth").glob("*.png"))) == res["frames"]
+
+
+def test_segment_demo_refuses_an_input(tmp_path, capsys):
+    assert main(["segment", "--demo", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "--demo takes no input" in capsys.readouterr().err
+    assert main(["segment", "--out", str(tmp_path / "o"), "--unprompted"]) == 2
+    assert "give an input" in capsys.readouterr().err
