@@ -206,9 +206,6 @@ def test_16_bit_rgb_frames_are_handled(clip, data, small_ckpt, tmp_path, capsys)
         segmented(capsys, small_ckpt, tmp_path / "o8", data / "rgb", *prompt)
 
 
-@pytest.mark.xfail(strict=True, reason="ausm/io/video.py FrameReader._iter_folder: Pillow's convert('RGB') clips "
-                                       "16-bit grayscale (mode I;16) frames to 255, so they are read as white; "
-                                       "scale them to 8 bits (>> 8) first")
 def test_16_bit_grayscale_frames_are_handled(clip, data, small_ckpt, tmp_path, capsys):
     grays = [np.asarray(Image.fromarray(f).convert("L")) for f in clip.frames]
     g16 = frame_folder(tmp_path, "g16", [Image.fromarray(g.astype(np.uint16) * 257) for g in grays])
@@ -226,9 +223,6 @@ def test_16_bit_index_prompt_is_handled(clip, data, small_ckpt, tmp_path, capsys
     assert got == segmented(capsys, small_ckpt, tmp_path / "o8", data / "rgb", "--prompt", data / "prompt.png")
 
 
-@pytest.mark.xfail(strict=True, reason="ausm/io/masks.py _single_channel_to_ids: a 16-bit binary mask (0 / 65535) "
-                                       "is refused ('index mask values must be in 0..255', without the file name) "
-                                       "instead of being read as object 1 like 0 / 255")
 def test_16_bit_binary_prompt_is_handled(clip, data, small_ckpt, tmp_path, capsys):
     Image.fromarray((clip.ids[0] == 1).astype(np.uint16) * 65535).save(tmp_path / "b16.png")
     Image.fromarray((clip.ids[0] == 1).astype(np.uint8) * 255).save(tmp_path / "b8.png")
@@ -251,9 +245,7 @@ def test_object_ids_above_the_id_count_are_kept(small_model, data, small_ckpt, t
             assert set(np.unique(np.asarray(im)).tolist()) <= {0, 40, 200}
 
 
-# ------------------------------------------------------------------ messages to improve
-@pytest.mark.xfail(strict=True, reason="the message comes from ausm/io (video.py, masks.py) and names the problem "
-                                       "but not what to do about it")
+# ------------------------------------------------------------------ messages that say what to do
 @pytest.mark.parametrize("case", ["jpeg", "mkv", "empty_prompt"])
 def test_message_says_what_to_do(case, clip, data, small_ckpt, tmp_path, capsys):
     out = tmp_path / "out"

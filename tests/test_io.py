@@ -155,6 +155,41 @@ def test_truncated_image_fails_while_iterating(tmp_path):
         list(r)
 
 
+def test_wide_gray_frames_are_scaled_not_clipped(tmp_path):
+    """16-bit gray (I;16) frames are scaled to 8 bits (high byte), not clipped to white by convert('RGB');
+    32-bit (I) and float (F) images likewise; the shared dataset loader reads them the same way."""
+    from ausm.io.video import image_to_rgb, read_rgb_frames
+
+    g = np.arange(0, 256, dtype=np.uint8).reshape(16, 16)
+    Image.fromarray(g.astype(np.uint16) * 257).save(tmp_path / "0.png")
+    Image.fromarray(g).save(tmp_path / "1.png")
+    with Image.open(tmp_path / "0.png") as im:
+        assert im.mode.startswith("I")
+    f16, f8 = list(FrameReader(tmp_path))
+    assert f16.dtype == np.uint8 and f16.shape == (16, 16, 3) and f16.flags.c_contiguous
+    assert np.array_equal(f16, np.dstack([g] * 3)) and np.array_equal(f16, f8)
+    assert np.array_equal(read_rgb_frames([tmp_path / "0.png", tmp_path / "1.png"]), np.stack([f8, f8]))
+    i32 = Image.fromarray(g.astype(np.int32) * 257)  # mode I, 16-bit range
+    assert i32.mode == "I" and np.array_equal(image_to_rgb(i32), f8)
+    assert np.array_equal(image_to_rgb(Image.fromarray(g.astype(np.int32))), f8)  # mode I, values 0..255 kept
+    assert np.array_equal(image_to_rgb(Image.fromarray(g.astype(np.float32) / 255)), f8)  # mode F in 0..1
+    assert np.array_equal(image_to_rgb(Image.fromarray(g.astype(np.float32))), f8)  # mode F in 0..255
+    assert np.array_equal(image_to_rgb(Image.fromarray(g, "L").convert("P")), f8)
+
+
+def test_truncated_frame_message_says_what_to_do(tmp_path):
+    from ausm.io.video import read_rgb_frames
+
+    Image.fromarray(smooth_image(40, 40)).save(tmp_path / "0.jpg", quality=90)
+    data = (tmp_path / "0.jpg").read_bytes()
+    (tmp_path / "1.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"1\.jpg.*replace or remove it") as e:
+        list(FrameReader(tmp_path))
+    assert "\n" not in str(e.value)
+    with pytest.raises(InputError, match=r"1\.jpg.*replace or remove it"):
+        read_rgb_frames([tmp_path / "0.jpg", tmp_path / "1.jpg"])
+
+
 def test_inconsistent_sizes(tmp_path):
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "0.png")
     Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(tmp_path / "1.png")
@@ -194,6 +229,17 @@ def test_corrupt_video(tmp_path):
     t.write_text("this is not a video\n" * 20)
     with pytest.raises(InputError):
         FrameReader(t)
+
+
+def test_header_only_video_message_says_what_to_do(tmp_path):
+    p = tmp_path / "zero.mkv"
+    with av.open(str(p), "w") as c:  # a Matroska header, no frame: FFmpeg stops at end of file
+        s = c.add_stream("mpeg4", rate=10)
+        s.width, s.height, s.pix_fmt = 32, 32, "yuv420p"
+        c.start_encoding()
+    with pytest.raises(InputError, match=r"zero\.mkv.*no video frames.*re-encode") as e:
+        FrameReader(p)
+    assert "\n" not in str(e.value)
 
 
 def test_video_without_video_stream(tmp_path):
@@ -349,6 +395,38 @@ def test_prompt_empty(tmp_path):
         load_prompt_mask(q)
 
 
+def test_prompt_16_bit(tmp_path):
+    """16-bit masks: 0 / one value -> object 1; small values -> ids (255 void); others refused, naming the file."""
+    a = np.zeros((10, 12), np.uint16)
+    a[2:5, 3:7] = 65535
+    Image.fromarray(a).save(tmp_path / "b16.png")
+    assert np.array_equal(load_prompt_mask(tmp_path / "b16.png"), (a > 0).astype(np.uint8))
+    a[2:5, 3:7] = 1000
+    Image.fromarray(a).save(tmp_path / "b1000.png")
+    assert np.array_equal(load_prompt_mask(tmp_path / "b1000.png"), (a > 0).astype(np.uint8))
+    ids = np.zeros((10, 12), np.uint16)
+    for k, v in enumerate((1, 2, 40, 200, 255)):
+        ids[k * 2:k * 2 + 2, :6] = v
+    Image.fromarray(ids).save(tmp_path / "ids16.png")
+    with Image.open(tmp_path / "ids16.png") as im:
+        assert im.mode.startswith("I")
+    m = load_prompt_mask(tmp_path / "ids16.png")
+    assert m.dtype == np.uint8 and object_ids(m) == [1, 2, 40, 200]
+    assert np.array_equal(m, np.where(ids == 255, 0, ids).astype(np.uint8))
+    bad = np.zeros((10, 12), np.uint16)
+    bad[:3], bad[3:6] = 300, 65535
+    Image.fromarray(bad).save(tmp_path / "bad16.png")
+    with pytest.raises(InputError, match=r"bad16\.png.*0, 300, 65535.*index/palette PNG") as e:
+        load_prompt_mask(tmp_path / "bad16.png")
+    assert "\n" not in str(e.value)
+
+
+def test_prompt_empty_message_says_what_to_do(tmp_path):
+    p = _save_l(tmp_path / "empty.png", np.zeros((5, 5), np.uint8))
+    with pytest.raises(InputError, match=r"empty\.png contains no object.*at least one object"):
+        load_prompt_mask(p)
+
+
 def test_prompt_missing_or_corrupt(tmp_path):
     with pytest.raises(InputError):
         load_prompt_mask(tmp_path / "missing.png")
@@ -437,6 +515,30 @@ def test_overlay_writer_mpeg4_fallback(tmp_path, monkeypatch):
     assert wr.codec == "mpeg4"
     n, shape = read_back(out)
     assert n == 5 and shape == (50, 66)
+
+
+@pytest.mark.parametrize("codec", ["picked", "mpeg4"])
+def test_overlay_writer_is_deterministic(tmp_path, monkeypatch, codec):
+    """The same frames give byte-identical files (libx264 runs with mbtree=0; mpeg4 is deterministic)."""
+    import sys
+
+    if codec == "mpeg4":
+        monkeypatch.setattr(sys.modules["ausm.io.overlay"], "_pick_codec", lambda: "mpeg4")
+    m = np.zeros((48, 64), np.uint8)
+    m[10:30, 10:40] = 1
+    m[20:40, 30:50] = 2
+    outs, used = [], set()
+    for rep in range(2):
+        out = tmp_path / f"ov{rep}.mp4"
+        with OverlayWriter(out, fps=12) as wr:
+            for i in range(5):
+                wr.write(smooth_image(48, 64, i), m)
+        used.add(wr.codec)
+        outs.append(out.read_bytes())
+    assert len(used) == 1 and used <= {"libx264", "mpeg4"}
+    if codec == "mpeg4":
+        assert used == {"mpeg4"}
+    assert outs[0] == outs[1], f"{used.pop()} wrote different bytes for the same frames"
 
 
 def test_overlay_writer_no_frames(tmp_path):

@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..errors import InputError
 from ..io.paths import safe_join
+from ..io.video import image_to_rgb
 from .clips import resize_nearest
 
 __all__ = ["decode_segmentation", "COCOInstances", "PseudoVideoClips"]
@@ -129,7 +130,7 @@ class COCOInstances:
         p = safe_join(self.image_root, self.images[i]["file_name"])
         try:
             with Image.open(p) as im:
-                return np.array(im.convert("RGB"))
+                return image_to_rgb(im)
         except OSError as e:
             raise InputError(f"cannot read image {p}: {e}") from e
 

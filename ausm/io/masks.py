@@ -106,25 +106,44 @@ def save_index_png(path: str | os.PathLike, mask: np.ndarray) -> None:
         img.save(f, format="PNG")
 
 
-def _single_channel_to_ids(values: np.ndarray) -> np.ndarray:
+def _values_text(u: list[int], limit: int = 8) -> str:
+    """The distinct values ``u`` (sorted) for a message, shortened to ``limit`` values."""
+    shown = ", ".join(str(v) for v in u[:limit])
+    return shown + (f", … ({len(u)} distinct values)" if len(u) > limit else "")
+
+
+def _single_channel_to_ids(values: np.ndarray, what: str = "prompt mask", wide: str = "") -> np.ndarray:
     """Apply the grayscale / index rules of :func:`load_prompt_mask` to a 2-D
-    single-channel integer array (values >= 0)."""
+    single-channel integer array (values >= 0).
+
+    Args:
+        values: the pixel values.
+        what: how to name the mask in error messages (``"prompt mask <path>"``).
+        wide: for images with more than 8 bits per pixel, their depth for messages (``"16-bit"``,
+            ``"32-bit"``, ``"float"``; ``""`` for 8-bit images). Values up to 255 are then object ids
+            (never anti-aliased gray), a single non-zero value above 255 is a binary mask (object 1),
+            and other values above 255 are refused.
+    """
     uniq = np.unique(values)
     u = set(int(v) for v in uniq)
     if u <= {0, 1} or u <= {0, 255}:
         return (values != 0).astype(np.uint8)
-    core = [v for v in u if v not in (0, VOID_ID)]
-    max_core = max(core) if core else 0
-    if len(u) > 2 and max_core > 64:
-        # Anti-aliased / soft grayscale mask: threshold at mid-grey.
+    nonzero = sorted(u - {0})
+    if wide or max(u) > 255:
+        if len(nonzero) == 1 and nonzero[0] > 255:  # binary 16-bit mask (0 / 65535, 0 / 1000…): object 1
+            return (values != 0).astype(np.uint8)
         if max(u) > 255:
-            # 16-bit grayscale: threshold at half of the 16-bit range.
-            return (values > 32767).astype(np.uint8)
-        return (values > 127).astype(np.uint8)
-    if max(u) > 255:
-        raise InputError(
-            f"index mask values must be in 0..255, found up to {max(u)}"
-        )
+            raise InputError(
+                f"{what} ({wide or 'wide'} image) has the values {_values_text(sorted(u))}: neither a binary "
+                "mask (0 and one other value) nor an index mask (object ids 1..254); save it as an 8-bit "
+                "index/palette PNG (pixel value = object id, e.g. with ausm.io.save_index_png) or as a "
+                "binary mask (0 / 255, or 0 / 65535 at 16 bits)"
+            )
+    else:
+        core = [v for v in u if v not in (0, VOID_ID)]
+        if len(u) > 2 and core and max(core) > 64:
+            # Anti-aliased / soft grayscale mask: threshold at mid-grey.
+            return (values > 127).astype(np.uint8)
     ids = values.astype(np.uint8)
     ids[ids == VOID_ID] = 0
     return ids
@@ -150,12 +169,16 @@ def load_prompt_mask(
 
        a. *binary*: ``U`` ⊆ {0, 1} or ``U`` ⊆ {0, 255} -> object ``1`` where the
           value is non-zero;
-       b. *anti-aliased grayscale*: ``U`` has more than 2 values and the largest
-          value other than 0 and 255 is greater than 64 -> threshold: object
-          ``1`` where value > 127 (> 32767 for 16-bit images);
-       c. otherwise the values are object ids (so ``{0, 1, 2, 255}`` gives
+       b. *16-bit binary* (``'I;16'``, ``'I'``, ``'F'`` images only): 0 and a single
+          value above 255 (e.g. 0 / 65535) -> object ``1`` where the value is non-zero;
+       c. *anti-aliased grayscale* (8-bit images only): ``U`` has more than 2 values
+          and the largest value other than 0 and 255 is greater than 64 ->
+          threshold: object ``1`` where value > 127;
+       d. otherwise the values are object ids (so ``{0, 1, 2, 255}`` gives
           objects 1 and 2 with 255 treated as void -> 0, and ``{0, 200}`` gives
-          object 200).  16-bit id values above 255 raise :class:`InputError`.
+          object 200; in 16-bit images ``{0, 1, 2, 40, 200}`` gives those ids).
+          Other values above 255 (e.g. 16-bit ``{0, 300, 65535}``) raise
+          :class:`InputError`.
 
     4. Colour image (``'RGB'``, ``'RGBA'`` [alpha ignored], and other modes
        converted to RGB): if every pixel is gray (R == G == B) the gray channel
@@ -170,7 +193,7 @@ def load_prompt_mask(
 
     Raises:
         InputError: if the file is missing or cannot be decoded; the image is a
-            non-gray colour image; 16-bit id values exceed 255; the size differs
+            non-gray colour image; 16-bit values are neither binary nor ids up to 255; the size differs
             from ``expected_size`` (message states both sizes, as HxW); or the
             mask contains no object (all background/void).
     """
@@ -192,11 +215,15 @@ def load_prompt_mask(
                 vals = np.asarray(ch)
                 if vals.dtype.kind == "f":
                     if not (np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)) and vals.min() >= 0):
-                        raise InputError(f"prompt mask {p} has non-integer float values; use an index PNG")
+                        raise InputError(f"prompt mask {p} has non-integer float values; save it as an "
+                                         "index/palette PNG (pixel value = object id) or a binary 0 / 255 PNG")
                 vals = vals.astype(np.int64)
                 if vals.size and vals.min() < 0:
-                    raise InputError(f"prompt mask {p} has negative values")
-                ids = _single_channel_to_ids(vals)
+                    raise InputError(f"prompt mask {p} has negative values; save it as an index/palette PNG "
+                                     "(pixel value = object id) or a binary 0 / 255 PNG")
+                depth = "" if mode in ("L", "LA") else (
+                    "float" if mode == "F" else "16-bit" if mode.startswith("I;16") else "32-bit")
+                ids = _single_channel_to_ids(vals, f"prompt mask {p}", wide=depth)
             else:
                 rgb = np.asarray(im.convert("RGB") if mode not in ("RGB", "RGBA") else im)[..., :3]
                 if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
@@ -205,11 +232,14 @@ def load_prompt_mask(
                         "object ids reliably. Use an index/palette PNG (mode 'P', pixel value = "
                         "object id, e.g. written by ausm.io.save_index_png) or a binary grayscale PNG"
                     )
-                ids = _single_channel_to_ids(rgb[..., 0].astype(np.int64))
+                ids = _single_channel_to_ids(rgb[..., 0].astype(np.int64), f"prompt mask {p}")
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise InputError(f"cannot read prompt mask {p}: {e}") from e
+        reason = "not an image format Pillow can read" if isinstance(e, UnidentifiedImageError) else \
+            " ".join((getattr(e, "strerror", None) or str(e) or type(e).__name__).split())
+        raise InputError(f"cannot read prompt mask {p} ({reason}): the file is truncated, corrupt or not an "
+                         "image; replace it with a PNG mask") from e
 
     ids = np.ascontiguousarray(ids, dtype=np.uint8)
     if expected_size is not None:
@@ -220,7 +250,9 @@ def load_prompt_mask(
                 f"but the video frames are {eh}x{ew} (HxW)"
             )
     if not ids.any():
-        raise InputError(f"prompt mask {p} contains no object (all pixels are background or void)")
+        raise InputError(f"prompt mask {p} contains no object (all pixels are background 0 or void 255); "
+                         "a prompt needs at least one object (pixels with an object id 1..254, or white "
+                         "pixels in a binary mask)")
     return ids
 
 

@@ -287,7 +287,8 @@ class OverlayWriter:
             stream.height = h + (h % 2)
             stream.pix_fmt = "yuv420p"
             if codec == "libx264":
-                stream.options = {"crf": "20", "preset": "veryfast"}
+                # mbtree=0: no macroblock-tree rate control, so identical frames give identical bytes
+                stream.options = {"crf": "20", "preset": "veryfast", "x264-params": "mbtree=0"}
             else:
                 stream.bit_rate = int(max(1_000_000, stream.width * stream.height * self.fps * 0.3))
         except BaseException:

@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ausm.errors import InputError
 
-__all__ = ["IMAGE_EXTENSIONS", "natural_sort_key", "FrameReader", "read_frames"]
+__all__ = ["IMAGE_EXTENSIONS", "natural_sort_key", "image_to_rgb", "FrameReader", "read_frames", "read_rgb_frames"]
 
 #: File extensions (lower case) recognised as frames inside a folder.
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
@@ -60,6 +60,63 @@ def _ffmpeg_errors() -> tuple[type[BaseException], ...]:
 
 
 _AV_ERRORS = _ffmpeg_errors()
+
+
+def _reason(e: BaseException) -> str:
+    """A library error as one short line: for ``OSError`` (FFmpeg errors included) its ``strerror``,
+    without the errno and the file name, which the callers' messages already give."""
+    if isinstance(e, UnidentifiedImageError):  # its text repeats the path
+        return "not an image format Pillow can read"
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    log = getattr(e, "log", None)  # PyAV: (level, component, message) of FFmpeg's last log line, if kept
+    if isinstance(log, tuple) and len(log) == 3 and log[2]:
+        text = f"{text}: {str(log[2]).strip()}"
+    return " ".join(str(text).split())
+
+
+def _gray_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
+    """Single-channel 16-bit / 32-bit integer / float pixel values as 8-bit gray.
+
+    * ``I;16*`` (16-bit): the high byte (``value >> 8``), as Pillow reads 16-bit RGB PNGs, so a
+      16-bit gray image and its 16-bit RGB copy give the same frame;
+    * ``I`` (32-bit integers): values already in ``0..255`` are kept; otherwise the values are taken
+      as 16-bit (clipped to ``0..65535``) and their high byte is used;
+    * ``F`` (floats): values in ``0..1`` are scaled by 255, values up to 255 are kept (rounded), larger
+      ones are taken as 16-bit like ``I``; NaN and negative values become 0.
+    """
+    if mode.startswith("I;16"):
+        return (a.astype(np.uint16) >> 8).astype(np.uint8)
+    a = a.astype(np.float64) if mode == "F" else a.astype(np.int64)
+    if mode == "F":
+        a = np.nan_to_num(a, nan=0.0, posinf=65535.0, neginf=0.0)
+    top = float(a.max()) if a.size else 0.0
+    if mode == "F" and top <= 1.0:
+        a = a * 255.0
+    elif top > 255:
+        return (np.clip(np.rint(a), 0, 65535).astype(np.uint16) >> 8).astype(np.uint8)
+    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+
+
+def image_to_rgb(im: Image.Image) -> np.ndarray:
+    """A decoded Pillow image as an ``(H, W, 3)`` ``uint8`` RGB array (the frame format of this module).
+
+    8-bit modes (``RGB``, ``RGBA``/``LA`` [alpha ignored], ``L``, ``P``, ``1``, ``CMYK``, ``YCbCr``…)
+    go through ``Image.convert("RGB")``. Single-channel 16-bit (``I;16``), 32-bit integer (``I``) and
+    float (``F``) images are first brought to 8 bits by scaling (see :func:`_gray_to_uint8`), because
+    ``convert("RGB")`` clips them to 255 (a 16-bit gray frame would read as all white).
+    """
+    mode = im.mode
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        g = _gray_to_uint8(np.asarray(im), mode)
+        return np.ascontiguousarray(np.repeat(g[:, :, None], 3, axis=2))
+    if mode != "RGB":
+        im = im.convert("RGB")
+    return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
+
+
+def _undecodable_frame(f: Path, e: BaseException) -> InputError:
+    return InputError(f"cannot decode frame image {f} ({_reason(e)}): the file is truncated or corrupt; "
+                      "replace or remove it (all frame images of a folder must be readable)")
 
 
 class FrameReader:
@@ -142,7 +199,7 @@ class FrameReader:
                 with Image.open(f) as im:
                     w, h = im.size
             except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise InputError(f"cannot decode frame image {f}: {e}") from e
+                raise _undecodable_frame(f, e) from e
             if size is None:
                 size, first = (h, w), f
             elif (h, w) != size:
@@ -159,22 +216,31 @@ class FrameReader:
         for f in self._files:
             try:
                 with Image.open(f) as im:
-                    arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+                    arr = image_to_rgb(im)
             except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise InputError(f"cannot decode frame image {f}: {e}") from e
+                raise _undecodable_frame(f, e) from e
             if arr.shape[:2] != self.size:
                 raise InputError(
                     f"frame {f} has size {arr.shape[0]}x{arr.shape[1]} (HxW), "
                     f"expected {self.size[0]}x{self.size[1]}"
                 )
-            yield np.ascontiguousarray(arr)
+            yield arr
 
     # ------------------------------------------------------------------- video
     def _open(self):
         try:
             container = av.open(str(self.path), mode="r")
         except _AV_ERRORS as e:
-            raise InputError(f"cannot open video file (corrupt or not a video?): {self.path}: {e}") from e
+            if isinstance(e, EOFError):  # FFmpeg's AVERROR_EOF: the file ends inside or right after its header
+                raise InputError(
+                    f"cannot open video file {self.path}: it ends before its first video frame ({_reason(e)}), "
+                    "so it has no video frames (an unfinished recording or an interrupted copy?); "
+                    "re-encode or export the video again"
+                ) from e
+            raise InputError(
+                f"cannot open video file {self.path} (corrupt or not a video?): {_reason(e)}; "
+                "check that it plays, and re-encode or export it again if it does not"
+            ) from e
         if not container.streams.video:
             container.close()
             raise InputError(f"file has no video stream: {self.path}")
@@ -212,7 +278,7 @@ class FrameReader:
                 except StopIteration:
                     return
                 except _AV_ERRORS as e:
-                    raise InputError(f"error while decoding video {self.path}: {e}") from e
+                    raise _decode_error(self.path, e) from e
                 yield np.ascontiguousarray(arr, dtype=np.uint8)
 
     # ---------------------------------------------------------------- protocol
@@ -226,7 +292,7 @@ class FrameReader:
                     for _ in container.decode(stream):
                         n += 1
                 except _AV_ERRORS as e:
-                    raise InputError(f"error while decoding video {self.path}: {e}") from e
+                    raise _decode_error(self.path, e) from e
             self._len = n
         return self._len
 
@@ -245,6 +311,11 @@ class FrameReader:
         return f"FrameReader(path={str(self.path)!r}, kind={self.kind!r}, fps={self.fps:g})"
 
 
+def _decode_error(path: Path, e: BaseException) -> InputError:
+    return InputError(f"error while decoding video {path}: {_reason(e)}; the file is damaged: re-encode it, "
+                      "or cut it before the damaged part")
+
+
 def read_frames(path: str | os.PathLike) -> FrameReader:
     """Open ``path`` (a frame folder or a video file) as a :class:`FrameReader`.
 
@@ -258,6 +329,8 @@ def read_frames(path: str | os.PathLike) -> FrameReader:
 def read_rgb_frames(paths, what: str = "video") -> np.ndarray:
     """Decode image files into a (T, H, W, 3) uint8 RGB stack (dataset readers' shared frame loader).
 
+    Each file is converted by :func:`image_to_rgb` (so 16-bit gray images are scaled, not clipped).
+
     Raises:
         InputError: a file cannot be decoded (the message names it), or the frames differ in size.
     """
@@ -265,9 +338,10 @@ def read_rgb_frames(paths, what: str = "video") -> np.ndarray:
     for p in paths:
         try:
             with Image.open(p) as im:
-                out.append(np.asarray(im.convert("RGB")))
-        except OSError as e:
-            raise InputError(f"cannot read frame {p}: {e}") from e
+                out.append(image_to_rgb(im))
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise InputError(f"cannot read frame {p} ({_reason(e)}): the file is truncated or corrupt; "
+                             "replace or remove it") from e
     if len({f.shape for f in out}) > 1:
         raise InputError(f"frames of {what!r} have different sizes")
     return np.stack(out)
