@@ -657,7 +657,7 @@ def cmd_benchmark(args) -> int:
     if ds in ("davis2016", "davis2017"):
         year = 2016 if ds == "davis2016" else 2017
         res = benchmark_davis(model, args.root, split=args.split, resolution=args.resolution, year=year,
-                              task=args.task, out=args.out, progress=not args.quiet)
+                              task=args.task, out=args.out, progress=not args.quiet, replay=args.replay)
         print(json.dumps({k: v for k, v in res.items() if k not in ("per_object", "objects")}))
         print(f"J&F-Mean {100 * res['J&F-Mean']:.1f}  J-Mean {100 * res['J-Mean']:.1f}  "
               f"F-Mean {100 * res['F-Mean']:.1f}  over {len(res['per_object'])} objects ({args.task})")
@@ -732,6 +732,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--ann-file", default=None, help="YouTube-VIS / OVIS JSON (--root = its JPEGImages folder)")
     b.add_argument("--resolution", default="480p")
     b.add_argument("--task", choices=["semi", "unsupervised"], default="semi")
+    b.add_argument("--replay", action="store_true",
+                   help="DAVIS: test-time replay (forward, backward, forward; paper Table 3), 3x the compute")
     b.add_argument("--checkpoint", default=None)
     b.add_argument("--out", default=None)
     b.add_argument("--device", default="auto")

@@ -80,3 +80,33 @@ def test_segment_demo_refuses_an_input(tmp_path, capsys):
     assert "--demo takes no input" in capsys.readouterr().err
     assert main(["segment", "--out", str(tmp_path / "o"), "--unprompted"]) == 2
     assert "give an input" in capsys.readouterr().err
+
+
+def test_benchmark_davis_with_test_time_replay(tmp_path, monkeypatch):
+    """`ausm benchmark davis2016 --replay`: three passes (forward, backward, forward), the last kept,
+    scored in frame order on a DAVIS-layout folder made from a generated video."""
+    from PIL import Image
+
+    from conftest import make_model
+    from ausm.eval.benchmark import benchmark_davis
+    from ausm.inference.session import Session
+
+    v = render_video(6, (64, 96), 2, seed=3, enter_leave=False)
+    for sub in ("JPEGImages", "Annotations"):
+        (tmp_path / sub / "480p" / "seq").mkdir(parents=True)
+    for t in range(6):
+        Image.fromarray(v.frames[t]).save(tmp_path / "JPEGImages/480p/seq" / f"{t:05d}.jpg")
+        Image.fromarray(((v.ids[t] == 1) * 255).astype(np.uint8)).save(tmp_path / "Annotations/480p/seq" / f"{t:05d}.png")
+    (tmp_path / "ImageSets/2016").mkdir(parents=True)
+    (tmp_path / "ImageSets/2016/val.txt").write_text("seq\n")
+    steps = []
+    orig = Session.step
+    monkeypatch.setattr(Session, "step", lambda self, f: (steps.append(1), orig(self, f))[1])
+    model = make_model(0)
+    plain = benchmark_davis(model, tmp_path, split="val", progress=False)
+    n_plain = len(steps)
+    rep = benchmark_davis(model, tmp_path, split="val", progress=False, replay=True, out=tmp_path / "o")
+    assert n_plain == 6 and len(steps) - n_plain == 6 + 5 + 5  # replay_order: 0..5, 4..0, 1..5
+    for r in (plain, rep):
+        assert 0.0 <= r["J&F-Mean"] <= 1.0 and r["num_objects"] == 1
+    assert len(list((tmp_path / "o/seq").glob("*.png"))) == 6

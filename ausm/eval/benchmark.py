@@ -8,14 +8,14 @@ import numpy as np
 
 from ..data.davis import DavisDataset
 from ..errors import InputError
-from ..inference.session import Session
+from ..inference.session import Session, propagate
 from ..io.masks import save_index_png
 from .davis import score_sequence, summarize, write_json
 
 
 def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", year: int = 2016,
                     task: str = "semi", out: str | os.PathLike | None = None, sequences: list[str] | None = None,
-                    progress: bool = True) -> dict:
+                    progress: bool = True, replay: bool = False) -> dict:
     """Segment every sequence of a DAVIS split and score it with the official J&F.
 
     Semi-supervised: the first-frame ground truth is the prompt; frames 1..N−2 are scored (predicted ids
@@ -30,6 +30,8 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         root: DAVIS root; ``split``, ``resolution``, ``year`` as in :class:`DavisDataset`.
         task: ``"semi"`` or ``"unsupervised"``.
         out: optional folder for predicted palette PNGs ``OUT/<seq>/<frame>.png`` and ``results.json``.
+        replay: test-time replay (paper Table 3): stream forward, backward, forward and keep the last
+            pass (:func:`~ausm.inference.session.propagate`); 3× the compute.
 
     Returns:
         ``{"J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"`` (fractions in
@@ -45,13 +47,11 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         mask_paths = ds.mask_paths(seq)
         gts = [ds.read_mask(p) for p in mask_paths]
         objs = sorted({int(v) for v in np.unique(gts[0])} - {0, 255})
-        session = Session(model, detect_new_objects=(task != "semi"))
-        if task == "semi":
-            for o in objs:
-                session.add_prompt(0, o, gts[0] == o)
+        prompts = {0: {o: gts[0] == o for o in objs}} if task == "semi" else None
+        frames = (ds.read_frame(p) for p in ds.frame_paths(seq))
+        results = propagate(model, frames, prompts, replay=replay, detect_new_objects=(task != "semi"))
         preds = []
-        for f, path in enumerate(ds.frame_paths(seq)):
-            res = session.step(ds.read_frame(path))
+        for f, res in enumerate(sorted(results, key=lambda r: r.frame_idx) if replay else results):
             idx = np.asarray(res.index_mask).astype(np.int64)
             if task == "semi":
                 idx = np.where(np.isin(idx, objs), idx, 0) if f else gts[0].astype(np.int64) * (gts[0] != 255)
