@@ -134,6 +134,43 @@ def test_nonfinite_steps_are_skipped_then_training_stops(davis_root, tmp_path, m
     from ausm.model import AUSMModel
 
     torch.manual_seed(0)
-    init = dict(AUSMModel(get_config("ausm-tiny", **TINY)).named_parameters())  # (BN statistics may move)
+    init = AUSMModel(get_config("ausm-tiny", **TINY)).state_dict()  # parameters and BN statistics
     saved = load_file(str(tmp_path / "nan/last/model.safetensors"))
-    assert all(torch.equal(saved[k], init[k].detach()) for k in init)
+    assert saved.keys() == init.keys()
+    assert all(torch.equal(saved[k], init[k]) for k in init)
+
+
+BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def test_skipped_nonfinite_step_restores_batchnorm_statistics(davis_root, tmp_path, monkeypatch):
+    """Step 2's loss is NaN: the step is skipped and the BatchNorm running statistics its forward pass
+    updated are restored bit for bit; the normal steps 1 and 3 do change them."""
+    from ausm.train import trainer
+
+    real = trainer.SetCriterion.__call__
+    calls = []
+
+    def poisoned(self, model, pred, targets, generator=None):
+        out = real(self, model, pred, targets, generator)
+        calls.append(1)
+        if len(calls) == 2:  # one criterion call per step here (batch 1, no accumulation)
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(trainer.SetCriterion, "__call__", poisoned)
+    train(_tc(davis_root, tmp_path / "bn", steps=3, ckpt_every=1, keep_every=1))
+    assert len(calls) == 3
+    hist = json.loads((tmp_path / "bn/history.json").read_text())
+    assert [np.isfinite(h["loss"]) for h in hist] == [True, False, True]
+    from ausm.config import get_config
+    from ausm.model import AUSMModel
+
+    init = AUSMModel(get_config("ausm-tiny", **TINY)).state_dict()
+    w1, w2, w3 = (load_file(str(tmp_path / f"bn/ckpts/step_{s:05d}/model.safetensors")) for s in (1, 2, 3))
+    bn = [k for k in w1 if k.endswith(BN_STATS)]
+    assert len(bn) >= 3 * 10 and all(k.startswith("encoder.backbone.") for k in bn)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1)  # skipped: weights and BN statistics bit for bit
+    for before, after in ((init, w1), (w2, w3)):  # a normal step updates every BN layer's statistics
+        assert all(not torch.equal(before[k], after[k]) for k in bn if k.endswith(("running_mean", "running_var")))
+        assert all(int(after[k]) == int(before[k]) + 1 for k in bn if k.endswith("num_batches_tracked"))

@@ -10,7 +10,9 @@ import json
 import logging
 import math
 import os
+import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -295,6 +297,87 @@ def _training_device(tc: TrainConfig, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def _bn_layers_updating(model: torch.nn.Module) -> list:
+    """BatchNorm layers whose running statistics a forward pass updates (train mode, tracked stats)."""
+    return [m for m in model.modules()
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+
+
+def _snapshot_buffers(modules: list) -> list:
+    """Copies of the buffers (running_mean, running_var, num_batches_tracked) of ``modules``."""
+    return [(m, {n: b.detach().clone() for n, b in m.named_buffers(recurse=False) if b is not None})
+            for m in modules]
+
+
+@torch.no_grad()
+def _restore_buffers(snapshot: list) -> None:
+    for m, bufs in snapshot:
+        for n, v in bufs.items():
+            getattr(m, n).copy_(v)
+
+
+#: Test-only fault injection: ``AUSM_FAULT_INJECT=rank1:step2:exit`` makes rank 1 exit abruptly
+#: (``os._exit(17)``, no clean-up) during optimiser step 2, after its forward pass; ``...:hang`` makes
+#: it stall there forever instead. Used by ``tests/test_train_faults.py``; never set it in a real run.
+FAULT_ENV = "AUSM_FAULT_INJECT"
+
+
+def _fault_plan(rank: int):
+    """(step, action) of the fault to inject on this rank, or None."""
+    from ..errors import ConfigError
+
+    spec = os.environ.get(FAULT_ENV, "").strip()
+    if not spec:
+        return None
+    m = re.fullmatch(r"rank(\d+):step(\d+):(exit|hang)", spec)
+    if m is None:
+        raise ConfigError(f"{FAULT_ENV}={spec!r}: expected rankR:stepS:exit or rankR:stepS:hang (a test hook)")
+    return (int(m[2]), m[3]) if int(m[1]) == rank else None
+
+
+def _inject_fault(action: str, rank: int, step: int) -> None:
+    print(f"{FAULT_ENV}: rank {rank} {'exits' if action == 'exit' else 'hangs'} at step {step}",
+          file=sys.stderr, flush=True)
+    if action == "exit":
+        os._exit(17)
+    while True:
+        time.sleep(3600)
+
+
+def _is_comm_failure(e: BaseException) -> bool:
+    """Whether ``e`` is a failed or timed-out collective (a peer died, stalled or cannot be reached)."""
+    if isinstance(e, getattr(torch.distributed, "DistError", ())):
+        return True
+    s = str(e).lower()
+    return isinstance(e, RuntimeError) and any(k in s for k in (
+        "gloo", "nccl", "connection reset", "connection closed", "connection refused", "broken pipe",
+        "timed out", "timeout"))
+
+
+def _lost_contact_error(e: BaseException, rank: int, where: str, tc: TrainConfig, saved) -> TrainingError:
+    s = str(e).lower()
+    if "timed out" in s or "timeout" in s:
+        why, who = f"collective timed out after {tc.dist_timeout_s} s", "another rank failed or stalled"
+    else:
+        why, who = "connection to another rank closed", "another rank failed"
+    ckpt = f"the last checkpoint is {Path(tc.out) / 'last'} (step {saved})" if saved else "no checkpoint was written"
+    return TrainingError(f"training: rank {rank} lost contact with the other ranks at {where} ({why}): {who}; "
+                         f"see its log; {ckpt}")
+
+
+def _destroy_group(wait_s: float | None) -> None:
+    """Destroy the default process group; after a failure wait at most ``wait_s`` seconds for it (a
+    backend may block on a dead peer) and let the process exit anyway."""
+    if wait_s is None:
+        torch.distributed.destroy_process_group()
+        return
+    t = threading.Thread(target=torch.distributed.destroy_process_group, daemon=True)
+    t.start()
+    t.join(wait_s)
+    if t.is_alive():
+        log.warning("destroy_process_group did not return within %.0f s; exiting without it", wait_s)
+
+
 def train(tc: TrainConfig, resume: bool = False) -> Path:
     """Train a model with the teacher-forced parallel forward (or the iterative baseline); returns the
     output folder.
@@ -311,157 +394,207 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
     Writes (rank 0) ``OUT/last/`` (model.safetensors + config.json) every ``ckpt_every`` steps and at the
     end, ``OUT/trainer_state.pt`` (optimiser, step), ``OUT/history.json`` (losses per logged step),
     ``OUT/train.log`` and TensorBoard events in ``OUT/tb`` when ``tensorboard`` is installed.
+
+    A step whose loss or gradient norm is not finite is skipped without side effects: no update, and
+    the BatchNorm running statistics its forward pass changed are restored.
+
+    Raises:
+        TrainingError: ``max_nonfinite`` consecutive non-finite steps; or (several ranks) a collective
+            failed because another rank died, or timed out after ``dist_timeout_s`` because one stalled.
+            Checkpoints are written between collectives (and atomically), so ``OUT/last`` stays intact.
     """
-    from tqdm import tqdm
-
-    from ..checkpoint import load_model
-    from ..data.clips import collate_clips
-
     rank, world, local_rank = _dist_info()
     device = _training_device(tc, local_rank)
+    own_group = False
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         import datetime
 
         # a rank that dies makes the collectives of the others fail (gloo: connection closed) or time
-        # out after dist_timeout_s, instead of hanging forever
-        torch.distributed.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=tc.dist_timeout_s))
+        # out after dist_timeout_s, instead of hanging forever; _train turns that into a TrainingError
+        try:
+            torch.distributed.init_process_group(backend=backend,
+                                                 timeout=datetime.timedelta(seconds=tc.dist_timeout_s))
+        except RuntimeError as e:
+            raise TrainingError(f"training: rank {rank} could not reach the other ranks at start-up within "
+                                f"{tc.dist_timeout_s} s ({str(e).splitlines()[0] if str(e) else type(e).__name__}): "
+                                f"check that every rank started and MASTER_ADDR/MASTER_PORT") from e
+        own_group = True
+    ok = False
+    try:
+        out = _train(tc, resume, rank, world, device)
+        ok = True
+        return out
+    finally:
+        if own_group:  # after a failure the group may wait on a dead peer: bounded
+            _destroy_group(None if ok else 10.0)
+
+
+def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> Path:
+    """The body of :func:`train` on one rank (the process group, if any, is set up)."""
+    from tqdm import tqdm
+
+    from ..checkpoint import load_model
+    from ..data.clips import collate_clips
+
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
     out = Path(tc.out)
     is_main = rank == 0
-    fh = None
+    fault = _fault_plan(rank)
+    fh = tb = None
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         fh = logging.FileHandler(out / "train.log")
         fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         log.addHandler(fh)
         log.setLevel(logging.INFO)
-    torch.manual_seed(tc.seed)
-    step0, history = 0, []
-    if resume and (out / "trainer_state.pt").exists():
-        model = load_model(out / "last")
-        model.train()
-        opt = build_optimizer(model, tc)
-        st = torch.load(out / "trainer_state.pt", weights_only=True)
-        opt.load_state_dict(st["optimizer"])
-        step0 = int(st["step"])
-        if (out / "history.json").exists():
-            history = [h for h in json.loads((out / "history.json").read_text()) if h["step"] <= step0]
-        log.info("resumed at step %d", step0)
-    elif resume:
-        raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
-    else:
-        model = build_initial_model(tc)
-        model.train()
-        freeze_backbone(model, tc.freeze_backbone)
-        opt = build_optimizer(model, tc)
-    if resume:
-        freeze_backbone(model, tc.freeze_backbone)
-    model.to(device)
-    for state in opt.state.values():
-        for k, v in state.items():
-            if isinstance(v, torch.Tensor):
-                state[k] = v.to(device)
-    crit = SetCriterion(LossConfig(num_points=tc.num_points))
-    net = TrainStep(model, crit, tc.mode)
-    if world > 1:  # DDP wraps model + loss: the class heads are used inside forward
-        net = torch.nn.parallel.DistributedDataParallel(
-            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-    if is_main:
-        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
-    ds = build_training_data(tc, world)
-    check_heads(ds, model)
-    use_bf16 = tc.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
-    tb = None
-    if is_main:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            tb = SummaryWriter(str(out / "tb"))
-        except ImportError:
-            tb = None
-    end = min(tc.steps, tc.max_steps) if tc.max_steps else tc.steps
-    bar = tqdm(range(step0, end), initial=step0, total=end, desc="train", dynamic_ncols=True,
-               disable=not is_main)
-    t_last = time.time()
-    last_logged = step0
-    bad_steps = 0
-    for step in bar:
-        if tc.freeze_backbone:
-            backbone_of(model).eval()
-        lr = lr_at(step, tc)
-        for g in opt.param_groups:
-            g["lr"] = lr * g.get("base_lr_mult", 1.0)
-        opt.zero_grad(set_to_none=True)
-        logs = {}
-        gen = torch.Generator().manual_seed((tc.seed * 1_000_003 + step) * 1_009 + rank)
-        for micro in range(tc.grad_accum):
-            base = ((step * tc.grad_accum + micro) * world + rank) * tc.batch_size
-            samples = collate_clips([ds[base + j] for j in range(tc.batch_size)])
-            frames, ids, active, hist, targets = prepare_batch(
-                samples, model.cfg.num_ids, tc.prompt_prob, tc.detect_only_prob, gen)
-            frames, ids, active, hist = (x.to(device) for x in (frames, ids, active, hist))
-            targets = targets.to(device)
-            sync = micro == tc.grad_accum - 1 or world == 1
-            ctx = net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
-            with ctx:
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                    losses = net(frames, ids, active, hist, targets, gen)
-                loss = losses["loss"] / tc.grad_accum
-                # every rank must run backward for DDP's all-reduce, even with nothing to learn
-                if not loss.requires_grad:
-                    loss = loss + 0.0 * sum(p.sum() for p in model.parameters())
-                loss.backward()
-            for k, v in losses.items():
-                logs[k] = logs.get(k, 0.0) + float(v.detach()) / tc.grad_accum
-        gn = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-        if math.isfinite(float(gn)) and math.isfinite(logs.get("loss", 0.0)):
-            opt.step()
-            bad_steps = 0
+    where, saved = "start-up", None  # for the error message if a collective fails
+    try:
+        torch.manual_seed(tc.seed)
+        step0, history = 0, []
+        if resume and (out / "trainer_state.pt").exists():
+            model = load_model(out / "last")
+            model.train()
+            opt = build_optimizer(model, tc)
+            st = torch.load(out / "trainer_state.pt", weights_only=True)
+            opt.load_state_dict(st["optimizer"])
+            step0 = saved = int(st["step"])
+            if (out / "history.json").exists():
+                history = [h for h in json.loads((out / "history.json").read_text()) if h["step"] <= step0]
+            log.info("resumed at step %d", step0)
+        elif resume:
+            raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
         else:
-            bad_steps += 1
-            msg = f"step {step + 1}: non-finite loss or gradient (loss={logs.get('loss')}, grad norm={float(gn)}), update skipped"
-            log.warning(msg)
-            if is_main:
-                print(msg, file=sys.stderr)
-            if bad_steps >= tc.max_nonfinite:
-                raise TrainingError(f"{bad_steps} consecutive non-finite steps (last at step {step + 1}): lower the "
-                                    f"learning rate or check the data; the last good checkpoint is {out / 'last'}")
-        if is_main and ((step + 1) % tc.log_every == 0 or step == step0):
-            dt = time.time() - t_last
-            t_last = time.time()
-            rec = {"step": step + 1, "lr": lr, "grad_norm": float(gn), "sec": dt, **logs}
-            history.append(rec)
-            log.info(json.dumps(rec))
-            bar.set_postfix(loss=f"{logs['loss']:.3f}")
-            if tb is not None:
-                for k, v in logs.items():
-                    tb.add_scalar(f"train/{k}", v, step + 1)
-                tb.add_scalar("train/lr", lr, step + 1)
-                tb.add_scalar("train/iters_per_sec", (step + 1 - last_logged) / max(dt, 1e-9), step + 1)
-            last_logged = step + 1
-        if tb is not None and tc.vis_every and (step + 1) % tc.vis_every == 0:
-            tb.add_image("train/masks", sample_visualisation(frames[0], targets, model_pred_masks(net, frames, ids,
-                         active, hist, model, tc.mode)), step + 1, dataformats="HWC")
-        if is_main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == end):
-            _save_training_state(out, model, opt, step + 1, tc, history)
-        if is_main and tc.keep_every and (step + 1) % tc.keep_every == 0:
-            save_model(model, out / "ckpts" / f"step_{step + 1:05d}")
-    if world > 1:
-        # every rank must hold the same weights: gather a checksum of each rank's parameters
-        flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
-        mine = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.float64).remainder(7919)).sum()])
-        mine = mine.to(device)
-        gathered = [torch.zeros_like(mine) for _ in range(world)]
-        torch.distributed.all_gather(gathered, mine)
+            model = build_initial_model(tc)
+            model.train()
+            freeze_backbone(model, tc.freeze_backbone)
+            opt = build_optimizer(model, tc)
+        if resume:
+            freeze_backbone(model, tc.freeze_backbone)
+        model.to(device)
+        for state in opt.state.values():
+            for k, v in state.items():
+                if isinstance(v, torch.Tensor):
+                    state[k] = v.to(device)
+        crit = SetCriterion(LossConfig(num_points=tc.num_points))
+        net = TrainStep(model, crit, tc.mode)
+        if world > 1:  # DDP wraps model + loss: the class heads are used inside forward
+            net = torch.nn.parallel.DistributedDataParallel(
+                net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
         if is_main:
-            (out / "rank_checksums.json").write_text(json.dumps([g.tolist() for g in gathered]))
-        torch.distributed.barrier()
-    if tb is not None:
-        tb.close()
-    if fh is not None:
-        log.removeHandler(fh)
+            (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
+        ds = build_training_data(tc, world)
+        check_heads(ds, model)
+        use_bf16 = tc.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
+        if is_main:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                tb = SummaryWriter(str(out / "tb"))
+            except ImportError:
+                tb = None
+        end = min(tc.steps, tc.max_steps) if tc.max_steps else tc.steps
+        bar = tqdm(range(step0, end), initial=step0, total=end, desc="train", dynamic_ncols=True,
+                   disable=not is_main)
+        t_last = time.time()
+        last_logged = step0
+        bad_steps = 0
+        for step in bar:
+            where = f"step {step + 1}"
+            if tc.freeze_backbone:
+                backbone_of(model).eval()
+            lr = lr_at(step, tc)
+            for g in opt.param_groups:
+                g["lr"] = lr * g.get("base_lr_mult", 1.0)
+            opt.zero_grad(set_to_none=True)
+            # a skipped (non-finite) step must not keep the BatchNorm statistics its forward changed
+            bn_before = _snapshot_buffers(_bn_layers_updating(model))
+            logs = {}
+            gen = torch.Generator().manual_seed((tc.seed * 1_000_003 + step) * 1_009 + rank)
+            for micro in range(tc.grad_accum):
+                base = ((step * tc.grad_accum + micro) * world + rank) * tc.batch_size
+                samples = collate_clips([ds[base + j] for j in range(tc.batch_size)])
+                frames, ids, active, hist, targets = prepare_batch(
+                    samples, model.cfg.num_ids, tc.prompt_prob, tc.detect_only_prob, gen)
+                frames, ids, active, hist = (x.to(device) for x in (frames, ids, active, hist))
+                targets = targets.to(device)
+                sync = micro == tc.grad_accum - 1 or world == 1
+                ctx = net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
+                with ctx:
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                        losses = net(frames, ids, active, hist, targets, gen)
+                    if fault is not None and fault[0] == step + 1 and micro == 0:
+                        _inject_fault(fault[1], rank, step + 1)
+                    loss = losses["loss"] / tc.grad_accum
+                    # every rank must run backward for DDP's all-reduce, even with nothing to learn
+                    if not loss.requires_grad:
+                        loss = loss + 0.0 * sum(p.sum() for p in model.parameters())
+                    loss.backward()
+                for k, v in losses.items():
+                    logs[k] = logs.get(k, 0.0) + float(v.detach()) / tc.grad_accum
+            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
+            if math.isfinite(float(gn)) and math.isfinite(logs.get("loss", 0.0)):
+                opt.step()
+                bad_steps = 0
+            else:
+                _restore_buffers(bn_before)
+                bad_steps += 1
+                msg = (f"step {step + 1}: non-finite loss or gradient (loss={logs.get('loss')}, "
+                       f"grad norm={float(gn)}), update skipped")
+                log.warning(msg)
+                if is_main:
+                    print(msg, file=sys.stderr)
+                if bad_steps >= tc.max_nonfinite:
+                    raise TrainingError(f"{bad_steps} consecutive non-finite steps (last at step {step + 1}): lower "
+                                        f"the learning rate or check the data; the last good checkpoint is "
+                                        f"{out / 'last'}")
+            if is_main and ((step + 1) % tc.log_every == 0 or step == step0):
+                dt = time.time() - t_last
+                t_last = time.time()
+                rec = {"step": step + 1, "lr": lr, "grad_norm": float(gn), "sec": dt, **logs}
+                history.append(rec)
+                log.info(json.dumps(rec))
+                bar.set_postfix(loss=f"{logs['loss']:.3f}")
+                if tb is not None:
+                    for k, v in logs.items():
+                        tb.add_scalar(f"train/{k}", v, step + 1)
+                    tb.add_scalar("train/lr", lr, step + 1)
+                    tb.add_scalar("train/iters_per_sec", (step + 1 - last_logged) / max(dt, 1e-9), step + 1)
+                last_logged = step + 1
+            if tb is not None and tc.vis_every and (step + 1) % tc.vis_every == 0:
+                tb.add_image("train/masks", sample_visualisation(frames[0], targets, model_pred_masks(
+                    net, frames, ids, active, hist, model, tc.mode)), step + 1, dataformats="HWC")
+            if is_main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == end):
+                _save_training_state(out, model, opt, step + 1, tc, history)
+                saved = step + 1
+            if is_main and tc.keep_every and (step + 1) % tc.keep_every == 0:
+                save_model(model, out / "ckpts" / f"step_{step + 1:05d}")
+        if world > 1:
+            where = "the final weight check"
+            # every rank must hold the same weights: gather a checksum of each rank's parameters
+            flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
+            mine = torch.stack([flat.sum(),
+                                (flat * torch.arange(len(flat), dtype=torch.float64).remainder(7919)).sum()])
+            mine = mine.to(device)
+            gathered = [torch.zeros_like(mine) for _ in range(world)]
+            torch.distributed.all_gather(gathered, mine)
+            if is_main:
+                (out / "rank_checksums.json").write_text(json.dumps([g.tolist() for g in gathered]))
+            torch.distributed.barrier()
+    except RuntimeError as e:
+        if world == 1 or not _is_comm_failure(e):
+            raise
+        err = _lost_contact_error(e, rank, where, tc, saved)
+        if fh is not None:  # OUT/train.log on rank 0 (the CLI prints it on stderr)
+            log.error("error: %s", err)
+        raise err from e
+    finally:
+        if tb is not None:
+            tb.close()
+        if fh is not None:
+            log.removeHandler(fh)
+            fh.close()
     return out
