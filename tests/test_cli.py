@@ -236,10 +236,10 @@ def test_error_out_is_a_file(capsys, tmp_path, frame_dir, small_ckpt, bin_prompt
     assert f.read_text() == "x"
 
 
-def test_parser_requires_out():
-    with pytest.raises(SystemExit) as e:
-        build_parser().parse_args(["segment", "x"])
-    assert e.value.code == 2
+def test_segment_requires_out(capsys):
+    """--out is optional only for --demo; without it segment exits 2 with a message."""
+    assert main(["segment", "x", "--unprompted"]) == 2
+    assert "--out" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ real data, shipped checkpoint
