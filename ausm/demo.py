@@ -101,7 +101,8 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
             preds.append(res.index_mask.astype(np.int64))
             lab = {}
             for i, o in enumerate(res.obj_ids):
-                cname = res.class_names[i] if res.class_names and name == "unprompted" else None
+                cname = res.class_names[int(res.class_ids[i])] \
+                    if res.class_names and len(res.class_ids) > i and name == "unprompted" else None
                 lab[o] = f"{o} {cname} {res.scores[i]:.2f}" if cname else f"{o} {res.scores[i]:.2f}"
                 if cname:
                     tracks[o] = cname

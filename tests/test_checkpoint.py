@@ -187,7 +187,10 @@ def test_shipped_default_loads():
     m = load_model()
     assert isinstance(m, AUSMModel) and not m.training
     assert m.cfg.name == "ausm-tiny"
-    assert m.cfg == get_config("ausm-tiny")
+    from ausm.data.synthetic import SHAPE_CLASSES, SHAPES_HEAD
+    # the preset + the "shapes" class head of the synthetic multi-object data (docs/MODEL_CARD.md)
+    assert m.cfg == get_config("ausm-tiny", class_heads={SHAPES_HEAD: len(SHAPE_CLASSES)},
+                               class_names={SHAPES_HEAD: list(SHAPE_CLASSES)})
     assert (SHIPPED_DIR / "ausm-tiny" / WEIGHTS_NAME).is_file()
     m2 = load_model("ausm-tiny")
     assert_same_state(m, m2)

@@ -21,8 +21,8 @@ def test_config_parses(path):
     tc = TrainConfig(**d)
     cfg = get_config(tc.preset, **tc.model_overrides)
     for spec in tc.datasets:
-        assert spec["type"] in READER_TYPES
-        head = {"ytvis": spec.get("head"), "ovis": "ovis", "coco": "coco"}.get(spec["type"])
+        assert spec["type"] in READER_TYPES or spec["type"] == "synthetic"
+        head = {"ytvis": spec.get("head"), "ovis": "ovis", "coco": "coco", "synthetic": "shapes"}.get(spec["type"])
         if head:
             assert head in cfg.class_heads
 
