@@ -311,13 +311,8 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
 def _segment_fingerprint(args, inputs, readers, masks, formats, device) -> dict[str, str]:
     """What identifies a run for ``--resume``: inputs, prompts, checkpoint, device and every option that
     changes the outputs (``--snapshot-every``, ``--quiet`` do not)."""
-    import hashlib
-
-    from .inference.resume import checkpoint_signature, file_digest, path_signature
+    from .inference.resume import checkpoint_signature, file_digest, json_digest as digest, path_signature
     from .io import IMAGE_EXTENSIONS
-
-    def digest(obj) -> str:
-        return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
     ins = []
     for spec, r in zip(inputs, readers):

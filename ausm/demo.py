@@ -66,7 +66,8 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
     from tqdm import tqdm
 
     from .api import AUSM
-    from .eval.davis import score_sequence
+    from .eval.davis import renumber_proposals, score_sequence
+    from .io.atomic import atomic_open
     from .io.masks import save_index_png
     from .io.overlay import OverlayWriter
 
@@ -114,17 +115,12 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
             objs = score_sequence(gt, preds, task="semi", year=2017, layout="youtube", name="demo")
             result[name] = _summ(objs)
         else:
-            # unsupervised protocol: renumber proposals 1..K by first appearance, Hungarian matching
-            ids_seen = sorted({int(v) for p in preds for v in np.unique(p) if v})
-            remap = {v: k + 1 for k, v in enumerate(ids_seen)}
-            lut = np.zeros(max(ids_seen, default=0) + 1, dtype=np.int64)
-            for v, k in remap.items():
-                lut[v] = k
-            renum = [lut[p] for p in preds]
+            # unsupervised protocol: proposals renumbered 1..K, Hungarian matching to the objects
+            renum, remap = renumber_proposals(preds)
             objs = score_sequence(gt, renum, task="unsupervised", year=2017, layout="youtube", name="demo",
                                   max_proposals=None)
             result[name] = _summ(objs)
-            result[name]["tracks"] = len(ids_seen)
+            result[name]["tracks"] = len(remap)
             if head == SHAPES_HEAD:
                 inv = {k: v for v, k in remap.items()}
                 correct = 0
@@ -137,9 +133,8 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
             with OverlayWriter(out / f"{name}.mp4", fps=12) as w:
                 for t in range(num_frames):
                     w.write(vid.frames[t], preds[t].astype(np.uint16), labels=labels_per_frame[t])
-    tmp = out / ".scores.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out / "scores.json")
+    with atomic_open(out / "scores.json", "w") as f:
+        json.dump(result, f, indent=2)
     return result
 
 

@@ -135,6 +135,11 @@ class VideoReader:
         return clip
 
 
+def _object_ids(ids: np.ndarray) -> list[int]:
+    """The object ids present in DAVIS index masks (background 0 and void excluded), sorted."""
+    return sorted(int(v) for v in np.unique(ids) if v not in (0, VOID))
+
+
 class DavisVideos(VideoReader):
     """:class:`~ausm.data.davis.DavisDataset` as a :class:`VideoReader` (every frame annotated;
     2016: one object id 1; 2017: palette ids, 255 = void)."""
@@ -154,7 +159,7 @@ class DavisVideos(VideoReader):
 
     def read_annotations(self, vid, indices):
         ids = np.stack([self.davis.read_mask(self._masks[vid][j]) for j in indices])
-        obj = sorted(int(v) for v in np.unique(ids) if v not in (0, VOID))
+        obj = _object_ids(ids)
         return ClipData(frames=None, annotated=np.ones(len(indices), dtype=bool), object_ids=obj,
                         classes=np.zeros(len(obj), dtype=np.int64), ids=ids)
 
@@ -200,9 +205,9 @@ class DavisFrames:
         """((n, H, W) bool masks, (n,) int64 classes (all 0), object ids) of image ``i``."""
         im = self.images[i]
         ids = self.davis.read_mask(self._paths[im["seq"]][1][im["index"]])
-        obj = sorted(int(v) for v in np.unique(ids) if v not in (0, VOID))
-        masks = np.stack([ids == o for o in obj]) if obj else np.zeros((0, *ids.shape), dtype=bool)
-        return masks, np.zeros(len(obj), dtype=np.int64), obj
+        clip = ClipData(frames=None, annotated=np.ones(1, bool), object_ids=_object_ids(ids),
+                        classes=np.zeros(0, np.int64), ids=ids[None])
+        return clip.instance_masks()[:, 0], np.zeros(len(clip.object_ids), dtype=np.int64), clip.object_ids
 
 
 class VideoClips(torch.utils.data.Dataset):

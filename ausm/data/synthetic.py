@@ -240,7 +240,6 @@ class SyntheticClips(torch.utils.data.Dataset):
         self.clip_len, self.size, self.num_objects = clip_len, tuple(size), tuple(num_objects)
         self.samples_per_epoch, self.seed, self.backgrounds = samples_per_epoch, seed, backgrounds
         self.background_prob, self.max_objects, self.speed = background_prob, max_objects, speed
-        self.reader = self  # MixedClips / check_heads look for ``reader.head``
 
     def __len__(self):
         return self.samples_per_epoch

@@ -10,7 +10,7 @@ from ..data.davis import DavisDataset
 from ..errors import InputError
 from ..inference.session import Session, propagate
 from ..io.masks import save_index_png
-from .davis import score_sequence, summarize, write_json
+from .davis import renumber_proposals, score_sequence, summarize, write_json
 
 
 def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", year: int = 2016,
@@ -60,12 +60,7 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
             raise InputError(f"sequence {seq!r} has {len(gts)} masks but only {len(preds)} frames")
         preds = preds[:len(gts)]
         if task != "semi":  # renumber the proposals 1..K
-            ids = np.unique(np.concatenate([np.unique(p) for p in preds]))
-            ids = ids[ids != 0]
-            lut = {int(v): k + 1 for k, v in enumerate(ids.tolist())}
-            if lut and max(lut) != len(lut):
-                preds = [np.vectorize(lambda v: lut.get(int(v), 0), otypes=[np.int64])(p) if p.any() else p
-                         for p in preds]
+            preds, _ = renumber_proposals(preds)
         preds = [p.astype(np.uint8) if p.max(initial=0) <= 255 else p for p in preds]
         scored += score_sequence(gts, preds, task=task, year=year, layout="davis", name=seq,
                                  frame_names=[p.stem for p in mask_paths], max_proposals=None)

@@ -53,7 +53,7 @@ from ..io.atomic import atomic_open
 
 __all__ = [
     "VOID_ID", "BOUND_TH", "MEASURES", "jaccard", "sequence_j", "boundary_tolerance", "seg2bmap",
-    "f_measure", "db_statistics", "score_sequence", "ObjectScore", "summarize", "evaluate_davis",
+    "f_measure", "db_statistics", "score_sequence", "renumber_proposals", "ObjectScore", "summarize", "evaluate_davis",
     "read_index_png", "format_table", "write_json",
 ]
 
@@ -690,6 +690,24 @@ def _match_unsupervised(name, objects, obj_frames, max_pred, frames, names, layo
         out.append(ObjectScore(name, objects[c], jj[r_].copy(), ff[r_].copy(), [names[t] for t in ts],
                                proposal=int(r_ + 1)))
     return out
+
+
+def renumber_proposals(preds: Sequence[np.ndarray]) -> tuple[list[np.ndarray], dict[int, int]]:
+    """Renumber the predicted ids of a sequence to 1..K (increasing order of the original ids), as the
+    unsupervised protocol expects of proposals.
+
+    Args:
+        preds: (H, W) integer index masks, 0 = background.
+
+    Returns:
+        (the renumbered int64 masks, ``{original id: new id}``).
+    """
+    ids = sorted({int(v) for p in preds for v in np.unique(p)} - {0})
+    mapping = {v: k + 1 for k, v in enumerate(ids)}
+    lut = np.zeros(max(ids, default=0) + 1, dtype=np.int64)
+    for v, k in mapping.items():
+        lut[v] = k
+    return [lut[np.asarray(p, dtype=np.int64)] for p in preds], mapping
 
 
 # -- aggregation ----------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_open
 
 __all__ = ["SNAPSHOT_FORMAT", "PARTIAL_DIRNAME", "save_snapshot", "load_snapshot", "file_digest",
-           "path_signature", "checkpoint_signature", "fingerprint_differences", "PartialRun"]
+           "path_signature", "json_digest", "checkpoint_signature", "fingerprint_differences", "PartialRun"]
 
 #: Format tag stored in every snapshot; a snapshot with another tag is refused.
 SNAPSHOT_FORMAT = "ausm-snapshot/1"
@@ -90,6 +90,11 @@ def file_digest(path, chunk: int = 1 << 20) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+def json_digest(obj) -> str:
+    """SHA-256 (hex) of ``obj`` as canonical JSON (sorted keys; non-JSON values by ``str``)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def _stat_line(p: Path) -> str:
