@@ -172,7 +172,7 @@ def _tiny() -> AUSMConfig:
         history_decoder_layers=2, history_decoder_heads=4, history_decoder_ffn=256,
         pixel_decoder_layers=3, pixel_decoder_heads=4, pixel_decoder_ffn=256,
         mask_dim=64,
-        input_short_side=240, input_max_long_side=448,
+        input_short_side=192, input_max_long_side=448,
     )
 
 

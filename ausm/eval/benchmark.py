@@ -15,7 +15,7 @@ from .davis import renumber_proposals, score_sequence, summarize, write_json
 
 def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", year: int = 2016,
                     task: str = "semi", out: str | os.PathLike | None = None, sequences: list[str] | None = None,
-                    progress: bool = True, replay: bool = False) -> dict:
+                    progress: bool = True, replay: bool = False, finetune=None) -> dict:
     """Segment every sequence of a DAVIS split and score it with the official J&F.
 
     Semi-supervised: the first-frame ground truth is the prompt; frames 1..N−2 are scored (predicted ids
@@ -32,6 +32,10 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         out: optional folder for predicted palette PNGs ``OUT/<seq>/<frame>.png`` and ``results.json``.
         replay: test-time replay (paper Table 3): stream forward, backward, forward and keep the last
             pass (:func:`~ausm.inference.session.propagate`); 3× the compute.
+        finetune: semi-supervised only: a :class:`~ausm.inference.finetune.FinetuneConfig` (or a step
+            count) to adapt a copy of the model to each sequence's first-frame masks before segmenting it
+            (OSVOS-style test-time fine-tuning, :func:`~ausm.inference.finetune.finetune_on_prompt`);
+            ``None`` / 0 = off. Uses only the first-frame annotation, as the protocol allows.
 
     Returns:
         ``{"J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay"`` (fractions in
@@ -40,6 +44,11 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     """
     from tqdm import tqdm
 
+    from ..inference.finetune import as_finetune_config
+
+    ft = as_finetune_config(finetune)
+    if ft is not None and task != "semi":
+        raise InputError("test-time fine-tuning needs the first-frame masks: use it with task='semi'")
     ds = DavisDataset(root, split=split, resolution=resolution, year=year, sequences=sequences)
     scored = []
     seqs = tqdm(ds.sequences, desc=f"davis{year} {task}", disable=not progress)
@@ -49,7 +58,7 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         objs = sorted({int(v) for v in np.unique(gts[0])} - {0, 255})
         prompts = {0: {o: gts[0] == o for o in objs}} if task == "semi" else None
         frames = (ds.read_frame(p) for p in ds.frame_paths(seq))
-        results = propagate(model, frames, prompts, replay=replay, detect_new_objects=(task != "semi"))
+        results = propagate(model, frames, prompts, replay=replay, detect_new_objects=(task != "semi"), finetune=ft)
         preds = []
         for f, res in enumerate(sorted(results, key=lambda r: r.frame_idx) if replay else results):
             idx = np.asarray(res.index_mask).astype(np.int64)
@@ -75,6 +84,7 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     summary = summarize(scored)
     result = {k: summary[k] for k in ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")}
     result.update(task=task, year=year, sequences=len(ds.sequences), num_objects=summary["num_objects"],
+                  finetune=None if ft is None else dict(vars(ft)),
                   per_object={f"{o.sequence}/{o.object_id}": o.j_mean for o in scored},
                   objects=summary["per_object"])
     if out is not None:

@@ -194,11 +194,21 @@ class Session:
         class_head: class head used for foreground scores (``"agnostic"`` or a dataset name).
         fg_threshold: foreground threshold for new detections (default ``model.cfg.fg_threshold``).
         seed: seed of the ID sampler (reproducible runs).
+        finetune: test-time fine-tuning (not in the paper; :mod:`ausm.inference.finetune`): a step count or
+            a :class:`~ausm.inference.finetune.FinetuneConfig`; ``None`` / 0 = off. On every frame that
+            carries prompts the session adapts its own copy of the weights to the prompted objects before
+            processing that frame (mask prompts) or right after it (box / point prompts, once the model's
+            candidate is chosen), continuing from the weights adapted so far; :meth:`reset` returns to
+            ``model``'s weights. ``model`` itself is never modified; the streaming state stays the same size.
     """
 
     def __init__(self, model: AUSMModel, detect_new_objects: bool | None = None, class_head: str = AGNOSTIC,
-                 fg_threshold: float | None = None, seed: int = 0):
+                 fg_threshold: float | None = None, seed: int = 0, finetune=None):
+        from .finetune import as_finetune_config
+
+        self.base_model = model
         self.model = model
+        self.finetune = as_finetune_config(finetune)
         self.cfg = model.cfg
         if class_head not in model.class_heads:
             raise InputError(f"unknown class head {class_head!r}; have {sorted(model.class_heads)}")
@@ -214,7 +224,9 @@ class Session:
 
     # -- state --------------------------------------------------------------------------------
     def reset(self) -> None:
-        """Forget every object, prompt and frame (the session can be reused for a new video)."""
+        """Forget every object, prompt and frame, and any fine-tuned weights (the session can be reused for
+        a new video)."""
+        self.model = self.base_model
         N = self.cfg.num_ids
         self._gen = torch.Generator().manual_seed(self._seed)
         self._state: StreamState | None = None
@@ -560,12 +572,29 @@ class Session:
         Raises:
             InputError: bad frame shape, or a frame size that differs from the first frame's.
         """
+        if self.finetune is not None:  # mask prompts of this frame: adapt before processing it
+            masks = {o: m for o, m in self._pending.get(self._frame_idx, {}).items() if isinstance(m, np.ndarray)}
+            if masks:
+                self._finetune(frame, masks)
         ctx = self._prepare(frame)
         n = self._n
         pred, self._state = self.model.step(
             ctx["x"], self._state, self._slot_id[:n].to(self.device)[None],
             torch.ones(1, n, dtype=torch.bool, device=self.device), self._slot_mask[:n][None])
-        return self._finish(ctx, pred.final_masks[0], pred.final_embs[0])
+        result = self._finish(ctx, pred.final_masks[0], pred.final_embs[0])
+        if self.finetune is not None and ctx["geo"]:  # box / point prompts: adapt to the chosen masks
+            self._finetune(frame, {o: ctx["prompts"][o] for o in ctx["geo"]})
+        return result
+
+    def _finetune(self, frame, masks: dict[int, np.ndarray]) -> None:
+        """Replace ``self.model`` by a copy adapted to ``masks`` on ``frame`` (gradients enabled here,
+        although :meth:`step` runs in inference mode)."""
+        from .finetune import finetune_on_prompt
+
+        if isinstance(frame, torch.Tensor):  # (3, H, W) float in [0, 1] → (H, W, 3) uint8
+            frame = (frame.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        with torch.inference_mode(False), torch.enable_grad():
+            self.model = finetune_on_prompt(self.model, np.asarray(frame), masks, self.finetune)
 
     def _finish(self, ctx: dict, masks: torch.Tensor, embs: torch.Tensor) -> FrameResult:
         """Turn the network's outputs for this stream (masks (n + N_det, H4, W4), embs (n + N_det, D))
@@ -683,6 +712,9 @@ class SessionBatch:
             raise InputError("SessionBatch needs at least one session")
         if len({id(s.model) for s in sessions}) != 1:
             raise InputError("all sessions of a batch must share one model")
+        if any(s.finetune is not None for s in sessions):
+            raise InputError("test-time fine-tuning gives each session its own weights; it cannot be used in a "
+                             "SessionBatch (step those sessions one by one)")
         self.sessions = list(sessions)
         self.model = sessions[0].model
 
