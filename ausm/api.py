@@ -50,19 +50,22 @@ class AUSM:
 
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike | None = None, device: str | torch.device | None = None,
-                        dtype: torch.dtype | None = None) -> "AUSM":
+                        dtype: torch.dtype | None = None, compile: bool = False) -> "AUSM":
         """Load weights safely (safetensors) from a folder, a shipped name (``ausm-tiny``, the default)
         or a hub id.
 
         Args:
             device: ``None`` = :func:`default_device`.
             dtype: ``None`` = :func:`default_dtype` of that device.
+            compile: ``torch.compile`` the per-frame network (:meth:`AUSMModel.compile_modules`): the first
+                frame then takes minutes to compile; worth it for long streams on a GPU.
 
         Raises:
             CheckpointError: missing or broken checkpoint.
         """
         dev = torch.device(device) if device is not None else default_device()
-        return cls(load_model(path_or_hub_id, device=dev, dtype=dtype or default_dtype(dev)))
+        model = load_model(path_or_hub_id, device=dev, dtype=dtype or default_dtype(dev))
+        return cls(model.compile_modules() if compile else model)
 
     @property
     def device(self) -> torch.device:
@@ -74,7 +77,7 @@ class AUSM:
 
     def session(self, **kwargs) -> Session:
         """A new streaming :class:`~ausm.inference.Session` (kwargs: ``detect_new_objects``,
-        ``class_head``, ``fg_threshold``, ``seed``)."""
+        ``class_head``, ``fg_threshold``, ``seed``, ``finetune``)."""
         return Session(self.model, **kwargs)
 
     def propagate(self, video, prompts: dict | None = None, replay: bool = False, **kwargs) -> Iterator[FrameResult]:

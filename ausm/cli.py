@@ -439,6 +439,10 @@ def cmd_segment(args) -> int:
                 print(f"note: --resume: continuing {inputs[meta['input_index']]} from frame {meta['frame']}",
                       file=sys.stderr)
     model = load_model(args.checkpoint, device=device)
+    if args.compile:
+        if args.finetune:
+            raise InputError("--compile and --finetune cannot be combined (fine-tuning trains a copy of the weights)")
+        model.compile_modules()
     # folders this run creates are removed again if it fails (no output on error)
     new_parents = [p for p in ((out,) if resumable else ()) + (out.parent, *out.parent.parents) if not p.exists()]
     try:
@@ -574,6 +578,9 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
                    help="test-time fine-tuning: on each prompted frame, adapt the model to the prompted objects "
                         "for STEPS training steps (OSVOS-style, not in the paper; ~40 steps = +30 J&F on DAVIS "
                         "for ausm-tiny, ~0.7 s per step on one CPU thread; 0 = off, the default)")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile the per-frame network (the first frame compiles for minutes on a CPU; "
+                        "see docs/PERFORMANCE.md for when it pays off)")
     o = s.add_argument_group("outputs")
     o.add_argument("--out", default=None, help="output folder (written only when the whole run succeeds); required except with --demo")
     o.add_argument("--format", action="append", metavar="FMT",
@@ -699,7 +706,8 @@ def cmd_bench(args) -> int:
 
         marks = [int(v) for v in args.report_at.split(",")]
         run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
-            internal_short_side=args.internal_short_side, video=args.video, device=str(pick_device(args.device)))
+            internal_short_side=args.internal_short_side, video=args.video, device=str(pick_device(args.device)),
+            compile=args.compile)
     elif args.bench_command == "vs-sam2":
         from .bench.vs_sam2 import have_sam2, run
 
@@ -766,6 +774,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--report-at", default="100,1000,10000")
     st.add_argument("--internal-short-side", type=int, default=None, help="override the model input short side")
     st.add_argument("--video", default=None, help="loop a real video instead of synthetic frames")
+    st.add_argument("--compile", action="store_true", help="torch.compile the per-frame network first "
+                                                           "(compile time is reported as first_frame_s)")
     vs = bsub.add_parser("vs-sam2", help="streaming latency of ausm vs transformers' SAM2 video model (Hiera-tiny, "
                                          "random weights), one prompted object, same run")
     vs.add_argument("--size", default="480p", help="frame size: 240p | 360p | 480p | 720p | 1080p | HxW")

@@ -125,6 +125,9 @@ def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], c
             stack.append(m)
     if not stack:
         raise InputError("fine-tuning needs at least one non-empty prompt mask")
+    if any(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules()):
+        raise InputError("cannot fine-tune a torch.compile'd model (its compiled calls point at the original "
+                         "weights); fine-tune first, then compile the result")
     tuned = copy.deepcopy(model)
     if cfg.steps == 0:
         return tuned.eval()

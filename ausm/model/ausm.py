@@ -93,6 +93,29 @@ class AUSMModel(nn.Module):
         self.register_buffer("pixel_std", torch.tensor(cfg.pixel_std).view(1, 3, 1, 1), persistent=False)
         self._pos_cache: dict = {}
 
+    def compile_modules(self, backend: str = "inductor", **kwargs) -> "AUSMModel":
+        """Optional ``torch.compile`` of the per-frame network parts, in place (issue #6).
+
+        Compiles the frame encoder, the spatial attention + FFN of every History Compressor layer, the
+        History Decoder and the Pixel Decoder with ``nn.Module.compile`` (parameter names and
+        checkpoints are unchanged; the Mamba recurrence stays eager). Shapes are specialised on first use
+        and made dynamic on a recompile (a new frame size or object count). Compilation happens on the
+        first call and takes minutes on a small CPU (docs/PERFORMANCE.md has the measured cost and gain).
+
+        Args:
+            backend: a ``torch.compile`` backend (``"inductor"``; ``"eager"`` only traces, for tests).
+            kwargs: other ``torch.compile`` arguments (``mode``, ``dynamic``, ...).
+
+        Returns:
+            ``self``.
+        """
+        mods = [self.encoder, self.history_decoder, self.pixel_decoder]
+        for layer in self.compressor.layers:
+            mods += [layer.attn, layer.ffn]
+        for m in mods:
+            m.compile(backend=backend, **kwargs)
+        return self
+
     # -- helpers ------------------------------------------------------------------------------
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Model input (H', W') for an image of (height, width) pixels: shorter side scaled to
