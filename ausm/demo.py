@@ -39,7 +39,7 @@ def _summ(objs) -> dict:
 
 def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: int = 40,
              size: tuple[int, int] = (240, 432), seed: int = DEMO_SEED, num_objects: int = 4,
-             device=None, overlay: bool = True, progress: bool = True) -> dict:
+             device=None, overlay: bool = True, progress: bool = True, finetune=None) -> dict:
     """Generate the demo video, segment it prompted and unprompted, score both, write the results.
 
     Writes into ``out``: ``input/00000.png...`` (the frames), ``ground_truth/``, ``prompted/`` and
@@ -53,6 +53,8 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
         size: (H, W) of the frames.
         seed, num_objects: of :func:`~ausm.data.synthetic.render_video`.
         device: torch device (``None``: automatic, as :meth:`ausm.AUSM.from_pretrained`).
+        finetune: test-time fine-tuning of the prompted run (:class:`~ausm.inference.session.Session`'s
+            ``finetune``: a step count or a :class:`~ausm.inference.finetune.FinetuneConfig`; None = off).
 
     Returns:
         ``{"prompted": {"J&F-Mean", "J-Mean", "F-Mean"}, "unprompted": {... , "class_accuracy",
@@ -90,7 +92,7 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
         if f >= 0:
             prompts.setdefault(f, {})[o] = vid.ids[f] == o
     head = SHAPES_HEAD if SHAPES_HEAD in model.model.class_heads else "agnostic"
-    runs = {"prompted": dict(prompts=prompts), "unprompted": dict(prompts=None, class_head=head)}
+    runs = {"prompted": dict(prompts=prompts, finetune=finetune), "unprompted": dict(prompts=None, class_head=head)}
     result: dict = {"frames": num_frames, "size": list(size), "objects": len(vid.object_ids),
                     "classes": [SHAPE_CLASSES[c] for c in vid.classes], "seconds": {}, "out": str(out),
                     "entering_mid_video": [o for j, o in enumerate(vid.object_ids) if vid.first_frame[j] > 0]}

@@ -165,3 +165,12 @@ def test_cli_flags(tmp_path, small_ckpt, frames):
     res = subprocess.run(base + ["--finetune", "2", "--resume", "--out", str(tmp_path / "o3")], env=subprocess_env(),
                          capture_output=True, text=True)
     assert res.returncode == 2 and "--finetune" in res.stderr
+
+
+def test_tiny_object_at_the_border_does_not_break_fine_tuning():
+    """An object entering the frame (a few pixels at the edge) may be cropped away by every zoom."""
+    model = make_model(0)
+    img, _ = scene()
+    m = box_mask(48, 80, 0, 2, 78, 80)
+    tuned = finetune_on_prompt(model, img, {7: m}, FinetuneConfig(steps=4, lr=1e-3, scale=(1.2, 1.25)))
+    assert not tuned.training

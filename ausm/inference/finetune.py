@@ -147,12 +147,20 @@ def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], c
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     for _ in tqdm(range(cfg.steps), desc="fine-tune", disable=not progress):
-        samples = [clips.make_clip(image, np.stack(stack), np.zeros(len(stack), np.int64), rng)
-                   for _ in range(cfg.batch)]
-        samples = [s for s in samples if s["masks"].shape[0]] or samples
+        samples = []
+        for _ in range(cfg.batch * 10):  # a zoom can crop a small object away: draw again
+            sample = clips.make_clip(image, np.stack(stack), np.zeros(len(stack), np.int64), rng)
+            if sample["masks"].shape[0] and bool(sample["masks"][:, 0].any()):
+                samples.append(sample)
+                if len(samples) == cfg.batch:
+                    break
+        if not samples:
+            continue  # the objects are too small to survive any augmentation: nothing to learn here
         frames, ids, active, hist, targets = prepare_batch(samples, tuned.cfg.num_ids, 1.0, 0.0, gen)
         losses = step_fn(frames.to(device), ids.to(device), active.to(device), hist.to(device),
                          targets.to(device), gen)
+        if not losses["loss"].requires_grad:
+            continue
         opt.zero_grad(set_to_none=True)
         losses["loss"].backward()
         opt.step()
