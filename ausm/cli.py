@@ -357,7 +357,8 @@ def cmd_demo(args) -> int:
     if args.input:
         raise InputError("--demo takes no input (it generates its own video); drop the input or --demo")
     device = None if args.device == "auto" else args.device
-    res = run_demo(args.out or "ausm-demo", checkpoint=args.checkpoint, device=device, progress=not args.quiet)
+    res = run_demo(args.out or "ausm-demo", checkpoint=args.checkpoint, device=device, progress=not args.quiet,
+                   finetune=args.finetune)
     print(format_demo(res))
     return 0
 

@@ -93,7 +93,10 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
             prompts.setdefault(f, {})[o] = vid.ids[f] == o
     head = SHAPES_HEAD if SHAPES_HEAD in model.model.class_heads else "agnostic"
     runs = {"prompted": dict(prompts=prompts, finetune=finetune), "unprompted": dict(prompts=None, class_head=head)}
-    result: dict = {"frames": num_frames, "size": list(size), "objects": len(vid.object_ids),
+    from .inference.finetune import as_finetune_config
+
+    ft = as_finetune_config(finetune)
+    result: dict = {"finetune_steps": ft.steps if ft else 0, "frames": num_frames, "size": list(size), "objects": len(vid.object_ids),
                     "classes": [SHAPE_CLASSES[c] for c in vid.classes], "seconds": {}, "out": str(out),
                     "entering_mid_video": [o for j, o in enumerate(vid.object_ids) if vid.first_frame[j] > 0]}
     for name, kw in runs.items():
@@ -147,7 +150,8 @@ def format_demo(result: dict) -> str:
              f"{len(result['classes'])} objects ({', '.join(result['classes'])})"
              + (f", object(s) {result['entering_mid_video']} enter mid-video" if result["entering_mid_video"] else ""),
              "| run | J&F | J | F | tracks | class acc. | seconds |", "|---|---|---|---|---|---|---|",
-             f"| prompted | {p['J&F-Mean']} | {p['J-Mean']} | {p['F-Mean']} | | | {result['seconds']['prompted']} |",
+             f"| prompted{' (fine-tuned %d steps)' % result['finetune_steps'] if result.get('finetune_steps') else ''}"
+             f" | {p['J&F-Mean']} | {p['J-Mean']} | {p['F-Mean']} | | | {result['seconds']['prompted']} |",
              f"| unprompted | {u['J&F-Mean']} | {u['J-Mean']} | {u['F-Mean']} | {u.get('tracks', '')} | "
              f"{u.get('class_accuracy', 'n/a')} | {result['seconds']['unprompted']} |",
              f"results in {result['out']}/ (prompted.mp4, unprompted.mp4, scores.json)"]

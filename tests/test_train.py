@@ -1,5 +1,6 @@
 """Training: a resumed run equals an uninterrupted one; DDP ranks end with identical weights;
 the iterative (frame-by-frame) baseline trains through the same code."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -99,6 +100,25 @@ def test_stage_chain_and_frozen_backbone(davis_root, tmp_path):
     bb = [k for k in w1 if k.startswith("encoder.backbone.")]
     assert bb and all(torch.equal(w1[k], w3[k]) for k in bb)  # frozen (BN statistics included)
     assert any(not torch.equal(w1[k], w3[k]) for k in w1 if k.startswith("compressor."))
+
+
+def test_trainable_prefixes_freeze_everything_else(davis_root, tmp_path):
+    """``trainable`` trains only the named parameters (a head on frozen features); frozen BatchNorm
+    statistics stay; resuming such a run works; a prefix that matches nothing is a ConfigError."""
+    from ausm.errors import ConfigError
+
+    train(_tc(davis_root, tmp_path / "s1", steps=1))
+    tc = _tc(davis_root, tmp_path / "head", steps=2, max_steps=1, init_from=str(tmp_path / "s1/last"),
+             trainable=["class_heads.agnostic"], lr=1e-2)
+    train(tc)
+    train(dataclasses.replace(tc, max_steps=0), resume=True)
+    w1 = load_file(str(tmp_path / "s1/last/model.safetensors"))
+    w2 = load_file(str(tmp_path / "head/last/model.safetensors"))
+    head = [k for k in w1 if k.startswith("class_heads.agnostic")]
+    assert head and all(not torch.equal(w1[k], w2[k]) for k in head)
+    assert all(torch.equal(w1[k], w2[k]) for k in w1 if k not in head)  # BN running stats included
+    with pytest.raises(ConfigError, match="matches no parameter"):
+        train(_tc(davis_root, tmp_path / "bad", steps=1, trainable=["no_such_module"]))
 
 
 def test_tensorboard_logs_scalars_and_mask_images(davis_root, tmp_path):

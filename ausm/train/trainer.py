@@ -21,7 +21,7 @@ import torch
 
 from ..checkpoint import save_model
 from ..config import get_config
-from ..errors import CheckpointError, TrainingError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..io.atomic import atomic_open
 from ..model import AUSMModel, Prediction
 from .losses import LossConfig, SetCriterion, collate_targets
@@ -75,6 +75,9 @@ class TrainConfig:
     init_from: str = ""  # "" = random init; a checkpoint folder (the previous stage); or
     # "mask2former:<folder or hub id>" (Mask2Former COCO instance weights, needs encoder="mask2former")
     freeze_backbone: bool = False  # Stage 3 [P]: the backbone's parameters get no updates
+    # train only the parameters whose names start with one of these prefixes (e.g. ["class_heads.shapes"]
+    # to fit a new class head on frozen features); empty = all. Frozen BatchNorm layers keep their statistics.
+    trainable: list = field(default_factory=list)
     device: str = "auto"  # auto: CUDA (rank's local GPU) if available, else CPU
     bf16: bool = True  # bf16 autocast on CUDA GPUs that support it (never fp16 on CPU)
 
@@ -239,6 +242,31 @@ def freeze_backbone(model: AUSMModel, frozen: bool) -> None:
     frozen too by keeping the backbone in eval mode during training)."""
     for p in backbone_of(model).parameters():
         p.requires_grad_(not frozen)
+
+
+def apply_trainable(model: AUSMModel, prefixes) -> None:
+    """Freeze every parameter whose name starts with none of ``prefixes`` (no-op for an empty list).
+
+    Raises:
+        ConfigError: a prefix that matches no parameter.
+    """
+    if not prefixes:
+        return
+    names = [n for n, _ in model.named_parameters()]
+    for pre in prefixes:
+        if not any(n.startswith(pre) for n in names):
+            raise ConfigError(f"trainable: {pre!r} matches no parameter (e.g. {names[0]!r}, {names[-1]!r})")
+    for n, p in model.named_parameters():
+        p.requires_grad_(n.startswith(tuple(prefixes)))
+
+
+def freeze_frozen_batchnorm(model: torch.nn.Module) -> None:
+    """Put BatchNorm layers whose parameters are all frozen in eval mode (their running statistics stay)."""
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            ps = list(m.parameters(recurse=False))
+            if ps and not any(p.requires_grad for p in ps):
+                m.eval()
 
 
 def backbone_of(model: AUSMModel) -> torch.nn.Module:
@@ -458,6 +486,8 @@ def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.d
         if resume and (out / "trainer_state.pt").exists():
             model = load_model(out / "last")
             model.train()
+            freeze_backbone(model, tc.freeze_backbone)  # before the optimiser: its groups hold trained params only
+            apply_trainable(model, tc.trainable)
             opt = build_optimizer(model, tc)
             st = torch.load(out / "trainer_state.pt", weights_only=True)
             opt.load_state_dict(st["optimizer"])
@@ -471,9 +501,8 @@ def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.d
             model = build_initial_model(tc)
             model.train()
             freeze_backbone(model, tc.freeze_backbone)
+            apply_trainable(model, tc.trainable)
             opt = build_optimizer(model, tc)
-        if resume:
-            freeze_backbone(model, tc.freeze_backbone)
         model.to(device)
         for state in opt.state.values():
             for k, v in state.items():
@@ -506,6 +535,8 @@ def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.d
             where = f"step {step + 1}"
             if tc.freeze_backbone:
                 backbone_of(model).eval()
+            if tc.trainable:
+                freeze_frozen_batchnorm(model)
             lr = lr_at(step, tc)
             for g in opt.param_groups:
                 g["lr"] = lr * g.get("base_lr_mult", 1.0)

@@ -1,0 +1,44 @@
+"""Test-time fine-tuning settings against semi-supervised J&F on DAVIS-2016 val (a subset by default).
+
+Each argument is a JSON object of FinetuneConfig fields ({} = no fine-tuning); one JSON line per setting:
+
+    python scripts/finetune_study.py --root ../shared/data/davis2016 '{}' '{"steps": 10}' '{"steps": 40, "lr": 3e-4}'
+"""
+import argparse
+import json
+import time
+
+import torch
+
+from ausm.checkpoint import load_model
+from ausm.eval.benchmark import benchmark_davis
+from ausm.inference.finetune import FinetuneConfig
+
+SUBSET = "blackswan,cows,car-shadow,dog,breakdance,goat"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("settings", nargs="+", help="JSON objects of FinetuneConfig fields")
+    ap.add_argument("--root", required=True)
+    ap.add_argument("--checkpoint", default=None)
+    ap.add_argument("--sequences", default=SUBSET, help="comma-separated, or 'all'")
+    ap.add_argument("--threads", type=int, default=1)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    seqs = None if a.sequences == "all" else a.sequences.split(",")
+    model = load_model(a.checkpoint)
+    for spec in a.settings:
+        kw = json.loads(spec)
+        if "scale" in kw:
+            kw["scale"] = tuple(kw["scale"])
+        t = time.time()
+        r = benchmark_davis(model, a.root, sequences=seqs, progress=False,
+                            finetune=FinetuneConfig(**kw) if kw.get("steps") else None)
+        print(json.dumps({"cfg": kw, "JF": round(100 * r["J&F-Mean"], 2), "J": round(100 * r["J-Mean"], 2),
+                          "F": round(100 * r["F-Mean"], 2), "sec": round(time.time() - t),
+                          "per": {k: round(100 * v, 1) for k, v in r["per_object"].items()}}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
