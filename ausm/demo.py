@@ -69,6 +69,7 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
 
     from .api import AUSM
     from .eval.davis import renumber_proposals, score_sequence
+    from .inference.finetune import as_finetune_config
     from .io.atomic import atomic_open
     from .io.masks import save_index_png
     from .io.overlay import OverlayWriter
@@ -92,10 +93,8 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
         if f >= 0:
             prompts.setdefault(f, {})[o] = vid.ids[f] == o
     head = SHAPES_HEAD if SHAPES_HEAD in model.model.class_heads else "agnostic"
-    runs = {"prompted": dict(prompts=prompts, finetune=finetune), "unprompted": dict(prompts=None, class_head=head)}
-    from .inference.finetune import as_finetune_config
-
     ft = as_finetune_config(finetune)
+    runs = {"prompted": dict(prompts=prompts, finetune=ft), "unprompted": dict(prompts=None, class_head=head)}
     result: dict = {"finetune_steps": ft.steps if ft else 0, "frames": num_frames, "size": list(size), "objects": len(vid.object_ids),
                     "classes": [SHAPE_CLASSES[c] for c in vid.classes], "seconds": {}, "out": str(out),
                     "entering_mid_video": [o for j, o in enumerate(vid.object_ids) if vid.first_frame[j] > 0]}

@@ -8,11 +8,10 @@ import argparse
 import json
 import time
 
-import numpy as np
 import torch
 
 from ausm.bench import machine_info, percentile
-from ausm.bench.stream import SIZES, synthetic_frames
+from ausm.bench.stream import SIZES, synthetic_frames, synthetic_prompt
 from ausm.checkpoint import load_model
 from ausm.inference.session import Session
 
@@ -26,8 +25,7 @@ def main():
     torch.set_num_threads(a.threads)
     clip = synthetic_frames(SIZES[a.size])
     H, W = clip[0].shape[:2]
-    prompt = np.zeros((H, W), bool)
-    prompt[H // 4: H // 4 + H // 3, W // 4: W // 4 + W // 4] = True
+    prompt = synthetic_prompt(H, W)
     sessions = {"eager": Session(load_model()), "compiled": Session(load_model().compile_modules())}
     lat = {k: [] for k in sessions}
     first = {}

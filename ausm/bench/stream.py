@@ -44,6 +44,13 @@ def synthetic_frames(size: tuple[int, int], n: int = 16, seed: int = 0) -> list[
     return out
 
 
+def synthetic_prompt(height: int, width: int) -> np.ndarray:
+    """The benchmarks' object prompt: a (height, width) bool rectangle over the middle-left of the frame."""
+    prompt = np.zeros((height, width), bool)
+    prompt[height // 4: height // 4 + height // 3, width // 4: width // 4 + width // 4] = True
+    return prompt
+
+
 def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(100, 1000, 10000),
         internal_short_side: int | None = None, video: str | None = None, device: str = "cpu",
         compile: bool = False) -> list[dict]:
@@ -62,10 +69,8 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
     else:
         clip = synthetic_frames(SIZES[size] if size in SIZES else tuple(int(v) for v in size.split("x")))
     H, W = clip[0].shape[:2]
-    prompt = np.zeros((H, W), bool)
-    prompt[H // 4: H // 4 + H // 3, W // 4: W // 4 + W // 4] = True
     session = Session(model)
-    session.add_prompt(0, 1, prompt)
+    session.add_prompt(0, 1, synthetic_prompt(H, W))
     info = machine_info()
     peak = matmul_peak_gflops()
     fl = None

@@ -68,23 +68,14 @@ def as_finetune_config(value) -> "FinetuneConfig | None":
     return None if value == 0 else FinetuneConfig(steps=value)
 
 
-class _OneImage:
-    """The prompted frame as a one-image dataset for :class:`~ausm.data.coco.PseudoVideoClips`."""
+class _PromptFrame:
+    """What :meth:`~ausm.data.coco.PseudoVideoClips.make_clip` reads of its image source: one
+    class-agnostic, non-exhaustive image (every object becomes a prompt)."""
 
     head, name, exhaustive = "agnostic", "prompt", False
 
-    def __init__(self, image: np.ndarray, masks: np.ndarray):
-        self.image, self.masks = image, masks
-        self.images = [{"file_name": "prompt"}]
-
     def __len__(self):
         return 1
-
-    def read_image(self, i):
-        return self.image
-
-    def read_annotations(self, i):
-        return self.masks, np.zeros(len(self.masks), np.int64), list(range(1, len(self.masks) + 1))
 
 
 def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], cfg: FinetuneConfig | None = None,
@@ -140,16 +131,16 @@ def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], c
     frozen = set() if cfg.train_backbone else {id(p) for p in backbone_of(tuned).parameters()}
     params = [p for p in tuned.parameters() if p.requires_grad and id(p) not in frozen]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    clips = PseudoVideoClips(_OneImage(image, np.stack(stack)), clip_len=cfg.clip_len, size=tuned.input_size(H, W),
-                             scale=cfg.scale, rotation=cfg.rotation, samples_per_epoch=cfg.steps * cfg.batch,
-                             seed=cfg.seed)
+    clips = PseudoVideoClips(_PromptFrame(), clip_len=cfg.clip_len, size=tuned.input_size(H, W),
+                             scale=cfg.scale, rotation=cfg.rotation)
+    stack, classes = np.stack(stack), np.zeros(len(stack), np.int64)
     step_fn = TrainStep(tuned, SetCriterion(), "parallel")
     gen = torch.Generator().manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     for _ in tqdm(range(cfg.steps), desc="fine-tune", disable=not progress):
         samples = []
         for _ in range(cfg.batch * 10):  # a zoom can crop a small object away: draw again
-            sample = clips.make_clip(image, np.stack(stack), np.zeros(len(stack), np.int64), rng)
+            sample = clips.make_clip(image, stack, classes, rng)
             if sample["masks"].shape[0] and bool(sample["masks"][:, 0].any()):
                 samples.append(sample)
                 if len(samples) == cfg.batch:

@@ -483,26 +483,21 @@ def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.d
     try:
         torch.manual_seed(tc.seed)
         step0, history = 0, []
-        if resume and (out / "trainer_state.pt").exists():
-            model = load_model(out / "last")
-            model.train()
-            freeze_backbone(model, tc.freeze_backbone)  # before the optimiser: its groups hold trained params only
-            apply_trainable(model, tc.trainable)
-            opt = build_optimizer(model, tc)
+        resuming = resume and (out / "trainer_state.pt").exists()
+        if resume and not resuming:
+            raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
+        model = load_model(out / "last") if resuming else build_initial_model(tc)
+        model.train()
+        freeze_backbone(model, tc.freeze_backbone)  # before the optimiser: its groups hold trained params only
+        apply_trainable(model, tc.trainable)
+        opt = build_optimizer(model, tc)
+        if resuming:
             st = torch.load(out / "trainer_state.pt", weights_only=True)
             opt.load_state_dict(st["optimizer"])
             step0 = saved = int(st["step"])
             if (out / "history.json").exists():
                 history = [h for h in json.loads((out / "history.json").read_text()) if h["step"] <= step0]
             log.info("resumed at step %d", step0)
-        elif resume:
-            raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
-        else:
-            model = build_initial_model(tc)
-            model.train()
-            freeze_backbone(model, tc.freeze_backbone)
-            apply_trainable(model, tc.trainable)
-            opt = build_optimizer(model, tc)
         model.to(device)
         for state in opt.state.values():
             for k, v in state.items():
