@@ -1,6 +1,7 @@
 """Model configuration: one dataclass and its named presets (spec §2 and §4).
 
 Presets:
+    ``ausm-lite``   the shipped default: ImageNet EfficientNet-Lite0, D = 128, 32 ID vectors (2-core CPU).
     ``ausm-tiny``   a small ResNet backbone and shallow stacks that train on a 2-core CPU.
     ``ausm-swin-t`` the paper's Swin-T model: D = 256, 6 compressor layers, 6 history-decoder layers,
                     9 pixel-decoder layers, 100 detection queries, 100 ID vectors.
@@ -43,6 +44,8 @@ class AUSMConfig:
         history_decoder_layers / history_decoder_self_attn: History Decoder stack (6 [P]).
         pixel_decoder_layers / pixel_decoder_heads / pixel_decoder_ffn: Pixel Decoder (9 / 8 / 2048).
         mask_dim: channels of the stride-4 mask features P_t and the mask embeddings.
+        fine_dim: channels of the FPN's stride-4 level (``None`` = D); smaller saves most of the
+            neck's cost at stride 4.
         class_heads: per-dataset class heads, name → number of classes (a class-agnostic
             object/no-object head named ``agnostic`` always exists).
         class_names: optional category names per head, stored in checkpoints.
@@ -78,6 +81,7 @@ class AUSMConfig:
     pixel_decoder_heads: int = 8
     pixel_decoder_ffn: int = 2048
     mask_dim: int = 256
+    fine_dim: int | None = None
     class_heads: dict[str, int] = field(default_factory=dict)
     class_names: dict[str, list[str]] = field(default_factory=dict)
     input_short_side: int = 1024
@@ -102,6 +106,9 @@ class AUSMConfig:
                   "history_decoder_ffn", "pixel_decoder_heads", "pixel_decoder_ffn", "mask_dim",
                   "input_short_side", "input_max_long_side", "size_divisor"):
             positive(n)
+        if self.fine_dim is not None and (not isinstance(self.fine_dim, int) or isinstance(self.fine_dim, bool)
+                                          or self.fine_dim <= 0):
+            raise ConfigError(f"config.fine_dim must be a positive integer or null, got {self.fine_dim!r}")
         for n in ("compressor_layers", "history_decoder_layers", "pixel_decoder_layers"):
             v = getattr(self, n)
             if not isinstance(v, int) or v < 0:
@@ -176,6 +183,26 @@ def _tiny() -> AUSMConfig:
     )
 
 
+def _lite() -> AUSMConfig:
+    """The shipped default (issue #13): ImageNet EfficientNet-Lite0 backbone (frozen BatchNorm, stem and
+    stride-4 blocks frozen), D = 128, 32 ID vectors, sized to stream at 480p on a 2-core CPU."""
+    from .model.efficientnet_lite import IMAGENET_MEAN, IMAGENET_STD
+    return AUSMConfig(
+        name="ausm-lite",
+        backbone_type="efficientnet_lite",
+        backbone_kwargs=dict(variant="lite0", frozen_stages=2),
+        backbone_pretrained="imagenet",
+        hidden_dim=128, num_queries=20, num_ids=32,
+        compressor_layers=2, compressor_heads=4, compressor_ffn=256,
+        mamba_d_state=8,
+        history_decoder_layers=2, history_decoder_heads=4, history_decoder_ffn=256, history_decoder_self_attn=False,
+        pixel_decoder_layers=3, pixel_decoder_heads=4, pixel_decoder_ffn=512,
+        mask_dim=64, fine_dim=64,
+        input_short_side=192, input_max_long_side=448,
+        pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD,
+    )
+
+
 def _swin(name: str, embed_dim: int, depths: list[int], heads: list[int], window: int) -> AUSMConfig:
     return AUSMConfig(
         name=name,
@@ -192,6 +219,7 @@ def _swin(name: str, embed_dim: int, depths: list[int], heads: list[int], window
 
 
 PRESETS = {
+    "ausm-lite": _lite,
     "ausm-tiny": _tiny,
     "ausm-swin-t": lambda: _swin("ausm-swin-t", 96, [2, 2, 6, 2], [3, 6, 12, 24], 7),
     "ausm-swin-b": lambda: _swin("ausm-swin-b", 128, [2, 2, 18, 2], [4, 8, 16, 32], 12),

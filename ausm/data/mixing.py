@@ -120,6 +120,11 @@ def _davis_frames(root, split="train", resolution="480p", year=2017, sequences=N
                        every=every)
 
 
+def _duts(root, split="train", holdout=300, **kw):
+    from .salient import SalientImages
+    return SalientImages(root, split=split, holdout=holdout, **kw)
+
+
 def _coco(ann_file, image_root=None, **kw):
     from .coco import COCOInstances
     return COCOInstances(ann_file, image_root, **kw)
@@ -127,9 +132,10 @@ def _coco(ann_file, image_root=None, **kw):
 
 #: ``type`` of a dataset spec → reader constructor (keyword arguments = the spec's other keys).
 READER_TYPES = {"davis": _davis, "ytvos": _ytvos, "mose": _mose, "folder": _folder, "sav": _sav,
-                "ytvis": _ytvis, "ovis": _ovis, "coco": _coco, "davis_frames": _davis_frames}
+                "ytvis": _ytvis, "ovis": _ovis, "coco": _coco, "davis_frames": _davis_frames,
+                "duts": _duts}
 #: image datasets: their clips are pseudo-videos (:class:`~ausm.data.coco.PseudoVideoClips`)
-IMAGE_TYPES = ("coco", "davis_frames")
+IMAGE_TYPES = ("coco", "davis_frames", "duts")
 
 
 def build_reader(spec: dict):
@@ -149,7 +155,7 @@ def build_reader(spec: dict):
 def build_clip_dataset(spec: dict, clip_len: int = 4, size=(224, 384), max_stride: int = 3,
                        samples_per_epoch: int = 10000, seed: int = 0):
     """Clip dataset of one spec: :class:`~ausm.data.coco.PseudoVideoClips` for the image datasets
-    (``coco``, ``davis_frames``), :class:`~ausm.data.synthetic.SyntheticClips` for ``synthetic``
+    (``coco``, ``davis_frames``, ``duts``), :class:`~ausm.data.synthetic.SyntheticClips` for ``synthetic``
     (options: ``num_objects``, ``background`` = an image-dataset spec for real backgrounds,
     ``background_prob``, ``speed``, ``max_objects``), :class:`~ausm.data.clips.VideoClips` otherwise.
     ``spec["clip"]`` (a dict) overrides clip options (``max_stride``, ``scale``, ``flip``, ``frames``,

