@@ -121,7 +121,9 @@ def load_model(path_or_id=None, device: str | torch.device | None = None, dtype:
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"cannot read weights {wfile}: {e}") from e
     try:
-        model = AUSMModel(cfg)
+        # the checkpoint holds every weight: never fetch pretrained backbone weights just to overwrite them
+        model = AUSMModel(cfg.replace(backbone_pretrained=None))
+        model.cfg = cfg
     except Exception as e:  # e.g. a backbone type or backbone kwargs the installed transformers rejects
         raise CheckpointError(f"cannot build the model of config {cfile}: {type(e).__name__}: {e}") from e
     try:

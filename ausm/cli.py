@@ -675,6 +675,20 @@ def cmd_benchmark(args) -> int:
 
     if args.finetune:
         raise InputError("--finetune is implemented for the DAVIS benchmarks only")
+    if ds == "duts":
+        from .eval.stills import benchmark_stills
+
+        res = benchmark_stills(model, args.root, split="holdout" if args.split == "val" else args.split,
+                               holdout=args.holdout, limit=args.limit, progress=not args.quiet)
+        if args.out:
+            from .eval.davis import write_json
+
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            write_json(Path(args.out) / "stills.json", res)
+        print(json.dumps({k: v for k, v in res.items() if k != "per_image"}))
+        print(f"mask-prompt IoU at frame 2 {res['mask_iou']:.1f}  box IoU {res['box_iou']:.1f}  "
+              f"point IoU {res['point_iou']:.1f}  over {res['images']} images ({res['split']})")
+        return 0
     if args.out is None:
         raise InputError(f"--out is required for {ds} (the submission / results files are written there)")
     if ds in ("ytvos2018", "ytvos2019", "mose"):
@@ -738,7 +752,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("benchmark", help="run a model over a benchmark split and score it")
     b.add_argument("dataset", choices=["davis2016", "davis2017", "ytvos2018", "ytvos2019", "mose",
-                                       "ytvis2019", "ytvis2021", "ovis"])
+                                       "ytvis2019", "ytvis2021", "ovis", "duts"],
+                   help="duts: still-image mask/box/point prompts on a DUTS-TR-layout folder "
+                        "(split holdout by default; docs/EVAL.md)")
     b.add_argument("--root", required=True)
     b.add_argument("--split", default="val", help="DAVIS image set, or the YouTube-VOS/MOSE split folder")
     b.add_argument("--ann-file", default=None, help="YouTube-VIS / OVIS JSON (--root = its JPEGImages folder)")
@@ -750,6 +766,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="DAVIS semi-supervised: adapt a copy of the model to each sequence's first-frame masks "
                         "for STEPS training steps before segmenting it (OSVOS-style test-time fine-tuning; "
                         "not in the paper; 0 = off)")
+    b.add_argument("--limit", type=int, default=None, help="duts: score only the first N images")
+    b.add_argument("--holdout", type=int, default=300,
+                   help="duts: size of the held-out split (the last N names of list.txt; default 300)")
     b.add_argument("--checkpoint", default=None)
     b.add_argument("--out", default=None)
     b.add_argument("--device", default="auto")
