@@ -722,7 +722,7 @@ def cmd_bench(args) -> int:
         marks = [int(v) for v in args.report_at.split(",")]
         run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
             internal_short_side=args.internal_short_side, video=args.video, device=str(pick_device(args.device)),
-            compile=args.compile)
+            compile=args.compile, vs=args.vs)
     elif args.bench_command == "vs-sam2":
         from .bench.vs_sam2 import have_sam2, run
 
@@ -789,6 +789,8 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--warmup", type=int, default=2)
     st = bsub.add_parser("stream", help="streaming latency, fps, state size and RSS over a long stream")
     st.add_argument("--checkpoint", "--config", dest="checkpoint", default=None)
+    st.add_argument("--vs", action="append", default=[], metavar="CHECKPOINT",
+                    help="also measure this checkpoint, interleaved frame by frame in the same run (repeatable)")
     st.add_argument("--frames", type=int, default=1000)
     st.add_argument("--size", default="480p", help="240p | 360p | 480p | 720p | 1080p | HxW")
     st.add_argument("--report-at", default="100,1000,10000")

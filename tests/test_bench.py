@@ -6,6 +6,8 @@ import pytest
 
 from ausm.cli import main
 
+from conftest import make_model
+
 
 def _records(out):
     return [json.loads(l) for l in out.splitlines() if l.startswith("{")]
@@ -29,6 +31,20 @@ def test_stream_records_constant_state(capsys, small_ckpt):
     assert [r["frames"] for r in recs] == [10, 30]
     assert recs[0]["state_nbytes"] == recs[1]["state_nbytes"] > 0
     assert recs[0]["flops_per_frame"] > 0 and recs[0]["p99_ms"] >= recs[0]["p50_ms"] > 0
+
+
+def test_stream_vs_interleaves_two_models(capsys, small_ckpt, tmp_path):
+    from ausm.checkpoint import save_model
+
+    other = save_model(make_model(1, hidden_dim=32, mask_dim=32), tmp_path / "other")
+    assert main(["bench", "stream", "--checkpoint", str(small_ckpt), "--vs", str(other), "--frames", "12",
+                 "--report-at", "12", "--size", "48x80", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    recs = _records(out)
+    assert [r["model"].split(" ")[1] for r in recs] == [f"({small_ckpt})", f"({other})"]
+    assert recs[0]["fps_ratio"] == 1.0 and recs[1]["fps_ratio"] == pytest.approx(recs[1]["fps"] / recs[0]["fps"])
+    assert recs[0]["state_nbytes"] > recs[1]["state_nbytes"] > 0  # D = 64 vs 32: both measured, each its own
+    assert "| model |" in out
 
 
 def _sam2_skip_reason():

@@ -51,17 +51,27 @@ def synthetic_prompt(height: int, width: int) -> np.ndarray:
     return prompt
 
 
+def _model_label(model, checkpoint) -> str:
+    return f"{model.cfg.name} ({checkpoint})" if checkpoint else model.cfg.name
+
+
 def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(100, 1000, 10000),
         internal_short_side: int | None = None, video: str | None = None, device: str = "cpu",
-        compile: bool = False) -> list[dict]:
+        compile: bool = False, vs=()) -> list[dict]:
     """Stream ``frames`` frames through a prompted session and report at each checkpoint count
-    (``first_frame_s``: the first frame's time, which includes compilation with ``compile``)."""
-    model = load_model(checkpoint, device=device)
-    if compile:
-        model.compile_modules()
-    if internal_short_side:
-        model.cfg = model.cfg.replace(input_short_side=internal_short_side,
-                                      input_max_long_side=max(model.cfg.input_max_long_side, internal_short_side * 2))
+    (``first_frame_s``: the first frame's time, which includes compilation with ``compile``).
+
+    ``vs``: other checkpoints measured in the same run, **interleaved** frame by frame with the first
+    (model A frame t, model B frame t, ...) so that every model sees the same machine conditions; each
+    report row names its ``model`` and carries ``fps_ratio`` = its fps / the first model's."""
+    models = [load_model(c, device=device) for c in (checkpoint, *vs)]
+    for model in models:
+        if compile:
+            model.compile_modules()
+        if internal_short_side:
+            model.cfg = model.cfg.replace(input_short_side=internal_short_side,
+                                          input_max_long_side=max(model.cfg.input_max_long_side,
+                                                                  internal_short_side * 2))
     if video:
         from ..io.video import read_frames
 
@@ -69,41 +79,45 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
     else:
         clip = synthetic_frames(SIZES[size] if size in SIZES else tuple(int(v) for v in size.split("x")))
     H, W = clip[0].shape[:2]
-    session = Session(model)
-    session.add_prompt(0, 1, synthetic_prompt(H, W))
+    sessions = []
+    for model in models:
+        sessions.append(Session(model))
+        sessions[-1].add_prompt(0, 1, synthetic_prompt(H, W))
+    labels = [_model_label(m, c) for m, c in zip(models, (checkpoint, *vs))]
     info = machine_info()
     peak = matmul_peak_gflops()
-    fl = None
-    lat = []
+    fl = [None] * len(models)
+    lat = [[] for _ in models]
+    first = [0.0] * len(models)
     rows = []
     marks = sorted(c for c in checkpoints if c <= frames) or [frames]
     for t in range(frames):
         f = clip[t % len(clip)]
-        if t == 0:
+        for k, session in enumerate(sessions):
             t0 = time.perf_counter()
-            session.step(f)
-            first = time.perf_counter() - t0
-            lat.append(first)
-        elif t == 5:
-            t0 = time.perf_counter()
-            fl = flops_per_frame(session, f)
-            lat.append(time.perf_counter() - t0)
-        else:
-            t0 = time.perf_counter()
-            session.step(f)
-            lat.append(time.perf_counter() - t0)
+            if t == 5:
+                fl[k] = flops_per_frame(session, f)
+            else:
+                session.step(f)
+            lat[k].append(time.perf_counter() - t0)
+            if t == 0:
+                first[k] = lat[k][0]
         if t + 1 in marks:
-            window = lat[min(5, len(lat) - 1):]
-            p50, p99 = percentile(window, 0.5), percentile(window, 0.99)
-            rec = {"bench": "stream", "frames": t + 1, "input": f"{H}x{W}",
-                   "internal": "x".join(map(str, model.input_size(H, W))), "p50_ms": 1e3 * p50,
-                   "p99_ms": 1e3 * p99, "fps": 1.0 / p50, "state_nbytes": session.state_nbytes(),
-                   "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(), "flops_per_frame": fl,
-                   "gflops_achieved": (fl or 0) / p50 / 1e9, "matmul_peak_gflops": peak,
-                   "first_frame_s": first, "compiled": bool(compile),
-                   "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), **info}
-            emit(rec)
-            rows.append(rec)
-    print(markdown_table(rows, ["frames", "input", "internal", "p50_ms", "p99_ms", "fps", "state_nbytes",
-                                "rss_mb", "peak_rss_mb", "gflops_achieved", "matmul_peak_gflops"]))
+            base_fps = None
+            for k, (model, session) in enumerate(zip(models, sessions)):
+                window = lat[k][min(5, len(lat[k]) - 1):]
+                p50, p99 = percentile(window, 0.5), percentile(window, 0.99)
+                base_fps = base_fps or 1.0 / p50
+                rec = {"bench": "stream", "model": labels[k], "frames": t + 1, "input": f"{H}x{W}",
+                       "internal": "x".join(map(str, model.input_size(H, W))), "p50_ms": 1e3 * p50,
+                       "p99_ms": 1e3 * p99, "fps": 1.0 / p50, "fps_ratio": (1.0 / p50) / base_fps,
+                       "state_nbytes": session.state_nbytes(),
+                       "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(), "flops_per_frame": fl[k],
+                       "gflops_achieved": (fl[k] or 0) / p50 / 1e9, "matmul_peak_gflops": peak,
+                       "first_frame_s": first[k], "compiled": bool(compile), "interleaved_with": len(models) - 1,
+                       "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), **info}
+                emit(rec)
+                rows.append(rec)
+    print(markdown_table(rows, ["model", "frames", "input", "internal", "p50_ms", "p99_ms", "fps", "fps_ratio",
+                                "state_nbytes", "rss_mb", "peak_rss_mb", "gflops_achieved", "matmul_peak_gflops"]))
     return rows
