@@ -11,10 +11,15 @@ from ausm.train.preprocess import preprocess
 from ausm.train.trainer import run_model
 
 
-def small_model(dtype=torch.float32, seed=0, **kw):
+#: presets whose architecture the invariants are checked on: the ResNet tiny model and the default
+#: EfficientNet-Lite model (random init here; frozen BN, SAME padding, channels-last, fine_dim FPN)
+PRESETS = {"ausm-tiny": {}, "ausm-lite": {"backbone_pretrained": None, "hidden_dim": 64, "mask_dim": 32}}
+
+
+def small_model(dtype=torch.float32, seed=0, preset="ausm-tiny", **kw):
     torch.manual_seed(seed)
-    cfg = get_config("ausm-tiny", compressor_layers=2, history_decoder_layers=1, pixel_decoder_layers=2,
-                     num_queries=5, num_ids=8, **kw)
+    cfg = get_config(preset, compressor_layers=2, history_decoder_layers=1, pixel_decoder_layers=2,
+                     num_queries=5, num_ids=8, **{**PRESETS[preset], **kw})
     m = AUSMModel(cfg).to(dtype).eval()
     with torch.no_grad():  # move the start token / heads off their trivial init
         m.start_token.normal_()
@@ -46,9 +51,10 @@ def streaming(model, frames, ids, active, hist):
     return outs
 
 
+@pytest.mark.parametrize("preset", sorted(PRESETS))
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-9), (torch.float32, 2e-4)])
-def test_parallel_forward_equals_streaming_steps(dtype, tol):
-    model = small_model(dtype)
+def test_parallel_forward_equals_streaming_steps(dtype, tol, preset):
+    model = small_model(dtype, preset=preset)
     frames, ids, active, hist = teacher_forced_inputs(dtype=dtype)
     with torch.no_grad():
         par = model(frames, ids, active, hist)
@@ -114,8 +120,9 @@ def _batch(model, dtype, seed=0):
     return frames, ids, active, hist.to(dtype), targets
 
 
-def test_parallel_and_iterative_training_give_the_same_loss_and_gradients():
-    model = small_model(torch.float64).train()
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_parallel_and_iterative_training_give_the_same_loss_and_gradients(preset):
+    model = small_model(torch.float64, preset=preset).train()
     # BatchNorm in training mode normalises with the statistics of the whole batch of frames, which
     # couples the frames (B·T in parallel, B per step); the paper's encoder is frame-independent, as
     # ResNet with frozen BN (Mask2Former) and Swin/ConvNeXt (LayerNorm) are.
