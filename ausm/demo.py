@@ -2,7 +2,8 @@
 segmented prompted and unprompted by a model, scored, and rendered as overlay videos.
 
 Nothing outside the package is needed: the video comes from :func:`ausm.data.synthetic.render_video`
-(textured shapes of six categories that move, occlude each other, enter and leave).
+(textured shapes of six categories that move over a procedural outdoor scene, cast shadows, occlude each
+other, enter and leave).
 
 * **prompted** (semi-supervised VOS): each object is given by its ground-truth mask on the first
   frame where it is visible — objects that enter later are added mid-video, as in the judo example;
@@ -78,7 +79,7 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
         raise InputError(f"the demo needs at least 3 frames, got {num_frames}")
     out = Path(out)
     model = AUSM.from_pretrained(checkpoint, device=device)
-    vid = render_video(num_frames, size, num_objects, seed=seed)
+    vid = render_video(num_frames, size, num_objects, seed=seed, scene="outdoor")
     gt = list(vid.ids)
     for sub in ("input", "ground_truth", "prompted", "unprompted"):
         (out / sub).mkdir(parents=True, exist_ok=True)

@@ -123,3 +123,23 @@ def test_renumber_proposals():
     assert mapping == {2: 1, 7: 2, 30: 3}
     assert ra.tolist() == [[0, 2], [3, 2]] and rb.tolist() == [[1, 0], [0, 3]]
     assert renumber_proposals([np.zeros((2, 2), int)])[1] == {}
+
+
+def test_outdoor_scene_keeps_the_seed_objects():
+    import numpy as np
+    import pytest
+
+    from ausm.data.synthetic import SyntheticClips, render_video
+    from ausm.errors import InputError
+
+    a = render_video(6, (48, 80), 3, seed=5, scene="outdoor")
+    b = render_video(6, (48, 80), 3, seed=5)
+    assert np.array_equal(a.ids, b.ids) and np.array_equal(a.classes, b.classes)  # same objects, other scene
+    assert np.array_equal(a.frames, render_video(6, (48, 80), 3, seed=5, scene="outdoor").frames)  # deterministic
+    # an outdoor scene: blue sky at the top
+    top = a.frames[0, :4].reshape(-1, 3).mean(0)
+    assert top[2] > top[0] + 20
+    with pytest.raises(InputError, match="scene"):
+        render_video(2, (32, 32), 1, scene="space")
+    clips = SyntheticClips(clip_len=2, size=(32, 48), num_objects=(1, 2), outdoor_prob=1.0, samples_per_epoch=3)
+    assert clips[0]["frames"].shape == (2, 3, 32, 48)

@@ -99,8 +99,45 @@ def _background(rng: np.random.Generator, H: int, W: int, backgrounds=None) -> n
     return np.clip(0.7 * base + 0.3 * detail, 0, 1)
 
 
+def _smooth_curve(rng: np.random.Generator, n: int, knots: int) -> np.ndarray:
+    """(n,) smooth random curve in [0, 1]: ``knots`` random values, linearly interpolated, then box-blurred."""
+    c = np.interp(np.linspace(0, knots - 1, n), np.arange(knots), rng.random(knots))
+    k = max(1, n // (2 * knots))
+    return np.convolve(np.pad(c, k, mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), mode="valid")
+
+
+def _outdoor_scene(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
+    """(H, W, 3) float in [0, 1]: a procedural outdoor scene — sky gradient with soft clouds, distant
+    hills, textured ground that fades into haze at the horizon (the demo's backdrop)."""
+    y = np.linspace(0.0, 1.0, H, dtype=np.float32)[:, None, None]
+    horizon = rng.uniform(0.38, 0.52)
+    top = np.array([0.30, 0.52, 0.85]) + rng.normal(0, 0.03, 3)
+    haze = np.array([0.80, 0.87, 0.94]) + rng.normal(0, 0.02, 3)
+    t = np.clip(y / horizon, 0, 1)
+    img = np.broadcast_to(top * (1 - t) + haze * t, (H, W, 3)).astype(np.float32).copy()
+    cloud = 0.65 * _smooth_field(rng, H, W, int(rng.integers(3, 6)))[..., :1] + \
+        0.35 * _smooth_field(rng, H, W, int(rng.integers(10, 18)))[..., :1]
+    cloud = np.clip((cloud - 0.55) * 3.5, 0, 1) * (y < horizon)
+    img = img * (1 - 0.85 * cloud) + 0.97 * 0.85 * cloud
+    xs = np.arange(W)
+    ridge = horizon - (0.04 + 0.10 * _smooth_curve(rng, W, int(rng.integers(3, 7))))  # far hills
+    hills_col = np.array([0.42, 0.52, 0.55]) + rng.normal(0, 0.03, 3)
+    hill = (y[..., 0] >= ridge[None, xs]).astype(np.float32)[..., None]
+    img = img * (1 - hill) + hills_col * hill
+    ground_col = [np.array([0.33, 0.47, 0.22]), np.array([0.74, 0.66, 0.48]),
+                  np.array([0.48, 0.39, 0.29])][int(rng.integers(3))] + rng.normal(0, 0.03, 3)
+    grain = 0.8 + 0.25 * _smooth_field(rng, H, W, int(rng.integers(20, 40)))[..., :1] + \
+        0.1 * _smooth_field(rng, H, W, int(rng.integers(4, 8)))[..., :1]
+    depth = np.clip((y - horizon) / (1 - horizon), 0, 1)  # 0 at the horizon, 1 at the bottom
+    ground = ground_col * grain * (0.8 + 0.35 * depth)
+    ground = ground * (1 - 0.5 * (1 - depth) ** 6) + haze * 0.5 * (1 - depth) ** 6
+    g = (y >= horizon).astype(np.float32)
+    return np.clip(img * (1 - g) + ground * g, 0, 1)
+
+
 def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_objects: int | tuple[int, int] = (2, 5),
-                 seed: int = 0, enter_leave: bool = True, backgrounds=None, speed: float = 1.0) -> SyntheticVideo:
+                 seed: int = 0, enter_leave: bool = True, backgrounds=None, speed: float = 1.0,
+                 scene: str = "noise") -> SyntheticVideo:
     """Render one synthetic multi-object video.
 
     Each object has a category (:data:`SHAPE_CLASSES`), a texture (two colours and a stripe or blob
@@ -117,6 +154,9 @@ def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_o
         enter_leave: let objects enter / leave the frame and appear after frame 0.
         backgrounds: optional image source (``len()`` and ``read_image(i) -> (h, w, 3) uint8``).
         speed: motion scale.
+        scene: background without ``backgrounds``: ``"noise"`` (smooth random colour fields, panned with
+            wrap-around; the training default) or ``"outdoor"`` (a procedural sky / hills / ground scene,
+            panned by a moving crop, objects cast soft shadows; the demo's).
 
     Returns:
         :class:`SyntheticVideo`.
@@ -137,7 +177,13 @@ def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_o
         n = int(rng.integers(lo, hi + 1))
     if n < 0 or n > 254:
         raise InputError(f"num_objects must be in 0..254, got {n}")
-    bg = _background(rng, H, W, backgrounds)
+    if scene not in ("noise", "outdoor"):
+        raise InputError(f"scene must be 'noise' or 'outdoor', got {scene!r}")
+    outdoor = scene == "outdoor" and backgrounds is None
+    margin = int(math.ceil(1.5 * speed * num_frames)) + 1 if outdoor else 0
+    bg = _background(rng, H, W, backgrounds)  # drawn in every mode: the objects of a seed do not depend on the scene
+    if outdoor:
+        bg = _outdoor_scene(np.random.default_rng([seed, 1]), H + 2 * margin, W + 2 * margin)
     # global brightness flicker and a slow camera pan of the background
     pan = rng.uniform(-1.5, 1.5, size=2) * speed
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
@@ -172,7 +218,11 @@ def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_o
     gain = 1.0 + rng.normal(0, 0.04, size=num_frames)
     for t in range(num_frames):
         sh = (pan * t).round().astype(int)
-        img = np.roll(bg, shift=(int(sh[1]), int(sh[0])), axis=(0, 1)).copy()
+        if outdoor:  # a moving crop of the larger scene: no wrap-around seam
+            oy, ox = margin - int(sh[1]), margin - int(sh[0])
+            img = bg[oy:oy + H, ox:ox + W].copy()
+        else:
+            img = np.roll(bg, shift=(int(sh[1]), int(sh[0])), axis=(0, 1)).copy()
         idm = np.zeros((H, W), dtype=np.uint8)
         for j in order:
             o = objs[j]
@@ -191,6 +241,14 @@ def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_o
             m = _shape_mask(o["cls"], u, vv)
             if not m.any():
                 continue
+            if outdoor:  # a soft shadow down-right of the object (not part of its mask)
+                sx, sy = int(round(0.12 * r)), int(round(0.22 * r))
+                sm = np.zeros((H, W), np.float32)
+                ys0, xs0 = np.nonzero(m)
+                yy, xx = ys0 + y0 + sy, xs0 + x0 + sx
+                ok = (yy < H) & (xx < W)
+                sm[yy[ok], xx[ok]] = 1.0
+                img *= (1.0 - 0.35 * sm)[..., None]
             p = u * math.cos(o["pat_ang"]) + vv * math.sin(o["pat_ang"])
             pat = 0.5 + 0.5 * np.sin(o["freq"] * p * math.pi)
             if o["blob"]:
@@ -226,6 +284,8 @@ class SyntheticClips(torch.utils.data.Dataset):
         backgrounds: optional real-image source for backgrounds (see :func:`render_video`).
         background_prob: probability of a real background when ``backgrounds`` is given.
         max_objects: keep at most this many visible objects (a random subset).
+        outdoor_prob: probability of the procedural ``"outdoor"`` scene (the demo's) when no real
+            background is drawn; else the ``"noise"`` scene.
     """
 
     name = "synthetic"
@@ -234,12 +294,13 @@ class SyntheticClips(torch.utils.data.Dataset):
 
     def __init__(self, clip_len: int = 4, size: tuple[int, int] = (224, 384), num_objects: tuple[int, int] = (1, 5),
                  samples_per_epoch: int = 10000, seed: int = 0, backgrounds=None, background_prob: float = 0.7,
-                 max_objects: int | None = None, speed: float = 1.0):
+                 max_objects: int | None = None, speed: float = 1.0, outdoor_prob: float = 0.0):
         if clip_len < 1:
             raise InputError(f"clip_len must be >= 1, got {clip_len}")
         self.clip_len, self.size, self.num_objects = clip_len, tuple(size), tuple(num_objects)
         self.samples_per_epoch, self.seed, self.backgrounds = samples_per_epoch, seed, backgrounds
         self.background_prob, self.max_objects, self.speed = background_prob, max_objects, speed
+        self.outdoor_prob = float(outdoor_prob)
 
     def __len__(self):
         return self.samples_per_epoch
@@ -248,8 +309,10 @@ class SyntheticClips(torch.utils.data.Dataset):
         s = self.seed * 1_000_003 + int(i)
         rng = random.Random(s)
         bgs = self.backgrounds if (self.backgrounds is not None and rng.random() < self.background_prob) else None
-        vid = render_video(self.clip_len, self.size, self.num_objects, seed=s, backgrounds=bgs,
-                           speed=self.speed * rng.uniform(0.5, 1.5))
+        speed = self.speed * rng.uniform(0.5, 1.5)
+        scene = "outdoor" if (bgs is None and self.outdoor_prob and rng.random() < self.outdoor_prob) else "noise"
+        vid = render_video(self.clip_len, self.size, self.num_objects, seed=s, backgrounds=bgs, speed=speed,
+                           scene=scene)
         T = self.clip_len
         keep = [j for j in range(len(vid.object_ids)) if vid.first_frame[j] >= 0]
         if self.max_objects is not None and len(keep) > self.max_objects:
