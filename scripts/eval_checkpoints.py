@@ -45,6 +45,7 @@ def main():
     ap.add_argument("--out", default=None, help="JSON file (default RUN/heldout_curve.json)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only-last", action="store_true", help="score RUN/last only")
+    ap.add_argument("--steps", default=None, help="comma-separated steps to score (default: every kept one)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     out = Path(a.out or Path(a.run) / "heldout_curve.json")
@@ -55,7 +56,7 @@ def main():
         cks.append((Path(a.run, "last"), last_step))
     for ck in cks:
         ck, step = ck if isinstance(ck, tuple) else (ck, int(ck.name.split("_")[1]))
-        if str(step) in curve:
+        if str(step) in curve or (a.steps and str(step) not in a.steps.split(",")):
             continue
         curve[str(step)] = score(ck, a)
         print(step, json.dumps(curve[str(step)]), flush=True)
