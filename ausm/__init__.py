@@ -1,7 +1,7 @@
 """ausm: Autoregressive Universal Video Segmentation Model (arXiv 2508.19242) in PyTorch.
 
     import ausm
-    model = ausm.AUSM.from_pretrained()       # shipped ausm-tiny, a folder, or a hub id
+    model = ausm.AUSM.from_pretrained()       # shipped ausm-lite (default), a folder, or a hub id
     session = model.session()
 """
 __version__ = "0.1.0"

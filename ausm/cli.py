@@ -608,7 +608,7 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
                         "inputs, prompts, checkpoint and options; without a snapshot it starts from the beginning)")
     r.add_argument("--snapshot-every", type=int, default=50, metavar="N",
                    help="write a snapshot for --resume every N frames (default 50; 0: none)")
-    s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-tiny)")
+    s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite)")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_segment)
@@ -809,7 +809,7 @@ def build_parser() -> argparse.ArgumentParser:
     vs.add_argument("--large-frames", type=int, default=12,
                     help="frame cap for SAM2 sides above 512 (several seconds per frame on a CPU); 0 = --frames")
     vs.add_argument("--prompt", choices=["mask", "point"], default="mask", help="frame-0 prompt of both models")
-    vs.add_argument("--checkpoint", "--config", dest="checkpoint", default=None, help="ausm checkpoint (default: ausm-tiny)")
+    vs.add_argument("--checkpoint", "--config", dest="checkpoint", default=None, help="ausm checkpoint (default: ausm-lite)")
     vs.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved",
                     help="interleaved: every model steps frame t before any steps t+1; sequential: one after another")
     vs.add_argument("--seed", type=int, default=0)

@@ -186,13 +186,15 @@ def test_checkpoint_errors_are_ausm_errors():
 def test_shipped_default_loads():
     m = load_model()
     assert isinstance(m, AUSMModel) and not m.training
-    assert m.cfg.name == "ausm-tiny"
+    assert m.cfg.name == "ausm-lite"
     from ausm.data.synthetic import SHAPE_CLASSES, SHAPES_HEAD
     # the preset + the "shapes" class head of the synthetic multi-object data (docs/MODEL_CARD.md)
-    assert m.cfg == get_config("ausm-tiny", class_heads={SHAPES_HEAD: len(SHAPE_CLASSES)},
+    assert m.cfg == get_config("ausm-lite", class_heads={SHAPES_HEAD: len(SHAPE_CLASSES)},
                                class_names={SHAPES_HEAD: list(SHAPE_CLASSES)})
-    assert (SHIPPED_DIR / "ausm-tiny" / WEIGHTS_NAME).is_file()
-    m2 = load_model("ausm-tiny")
+    assert (SHIPPED_DIR / "ausm-lite" / WEIGHTS_NAME).is_file()
+    assert (SHIPPED_DIR / "ausm-lite" / WEIGHTS_NAME).stat().st_size <= 25 * 2 ** 20  # issue #13: at most 25 MB
+    assert load_model("ausm-tiny").cfg.name == "ausm-tiny"  # the old model stays loadable by name
+    m2 = load_model("ausm-lite")
     assert_same_state(m, m2)
     assert all(torch.isfinite(p).all() for p in m.parameters())
     f = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)
@@ -202,7 +204,7 @@ def test_shipped_default_loads():
 
 # ------------------------------------------------------------------ config validation
 def test_presets():
-    assert list_presets() == ["ausm-swin-b", "ausm-swin-t", "ausm-tiny"]
+    assert list_presets() == ["ausm-lite", "ausm-swin-b", "ausm-swin-t", "ausm-tiny"]
     t = get_config("ausm-swin-t")
     assert (t.hidden_dim, t.num_queries, t.num_ids, t.compressor_layers, t.pixel_decoder_layers) == (256, 100, 100, 6, 9)
     assert get_config("ausm-tiny", num_ids=4).num_ids == 4

@@ -18,7 +18,7 @@ def test_paper_sizes():
         assert (c.hidden_dim, c.compressor_layers, c.history_decoder_layers, c.pixel_decoder_layers,
                 c.num_queries, c.num_ids) == (256, 6, 6, 9, 100, 100)
         assert c.class_heads == {"coco": 80, "ytvis2019": 40, "ytvis2021": 40, "ovis": 25}
-    assert set(list_presets()) >= {"ausm-tiny", "ausm-swin-t", "ausm-swin-b"}
+    assert set(list_presets()) >= {"ausm-lite", "ausm-tiny", "ausm-swin-t", "ausm-swin-b"}
 
 
 def test_swin_t_builds_and_runs_both_paths():
