@@ -1,4 +1,5 @@
-"""Test-time fine-tuning settings against semi-supervised J&F on DAVIS-2016 val (a subset by default).
+"""Test-time fine-tuning settings against semi-supervised J&F on a DAVIS-2016 split (a val subset by default;
+for tuning defaults use the held-out TRAIN sequences: --split train --resolution 240p --sequences heldout).
 
 Each argument is a JSON object of FinetuneConfig fields ({} = no fine-tuning); one JSON line per setting:
 
@@ -22,18 +23,24 @@ def main():
     ap.add_argument("settings", nargs="+", help="JSON objects of FinetuneConfig fields")
     ap.add_argument("--root", required=True)
     ap.add_argument("--checkpoint", default=None)
-    ap.add_argument("--sequences", default=SUBSET, help="comma-separated, or 'all'")
+    ap.add_argument("--sequences", default=SUBSET,
+                    help="comma-separated, 'all', or 'heldout' (the held-out train sequences of scripts/eval_checkpoints.py)")
+    ap.add_argument("--split", default="val")
+    ap.add_argument("--resolution", default="480p")
     ap.add_argument("--threads", type=int, default=1)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     seqs = None if a.sequences == "all" else a.sequences.split(",")
+    if a.sequences == "heldout":
+        from eval_checkpoints import HELDOUT_DAVIS
+        seqs = HELDOUT_DAVIS
     model = load_model(a.checkpoint)
     for spec in a.settings:
         kw = json.loads(spec)
         if "scale" in kw:
             kw["scale"] = tuple(kw["scale"])
         t = time.time()
-        r = benchmark_davis(model, a.root, sequences=seqs, progress=False,
+        r = benchmark_davis(model, a.root, split=a.split, resolution=a.resolution, sequences=seqs, progress=False,
                             finetune=FinetuneConfig(**kw) if kw.get("steps") else None)
         print(json.dumps({"cfg": kw, "JF": round(100 * r["J&F-Mean"], 2), "J": round(100 * r["J-Mean"], 2),
                           "F": round(100 * r["F-Mean"], 2), "sec": round(time.time() - t),

@@ -125,8 +125,10 @@ def test_session_prompt_kinds_reset_and_batch(frames):
 
 
 @needs_shared
-def test_fine_tuning_improves_the_shipped_model_on_davis():
-    """Real frames: 10 steps on blackswan's first frame raise the mean IoU over frames 1–5."""
+@pytest.mark.parametrize("name,margin", [("ausm-tiny", 0.05), ("ausm-lite", 0.01)])
+def test_fine_tuning_improves_the_shipped_model_on_davis(name, margin):
+    """Real frames: 10 steps on blackswan's first frame raise the mean IoU over frames 1–5 (the random-init
+    ausm-tiny gains most; the ImageNet-initialised default starts near 0.86 and still gains)."""
     from ausm.checkpoint import load_model
     from ausm.data.davis import DavisDataset
 
@@ -136,12 +138,12 @@ def test_fine_tuning_improves_the_shipped_model_on_davis():
     ds = DavisDataset(root, split="val", resolution="480p", year=2016, sequences=["blackswan"])
     frames = [ds.read_frame(p) for p in ds.frame_paths("blackswan")[:6]]
     gts = [ds.read_mask(p) == 1 for p in ds.mask_paths("blackswan")[:6]]
-    model = load_model(None)
+    model = load_model(name)
     score = {}
-    for name, ft in (("plain", None), ("tuned", FinetuneConfig(steps=10))):
+    for kind, ft in (("plain", None), ("tuned", FinetuneConfig(steps=10))):
         out = list(propagate(model, frames, {0: {1: gts[0]}}, finetune=ft))
-        score[name] = np.mean([iou(r.index_mask == 1, g) for r, g in zip(out[1:], gts[1:])])
-    assert score["tuned"] > score["plain"] + 0.05, score
+        score[kind] = np.mean([iou(r.index_mask == 1, g) for r, g in zip(out[1:], gts[1:])])
+    assert score["tuned"] > score["plain"] + margin, score
 
 
 def test_cli_flags(tmp_path, small_ckpt, frames):
