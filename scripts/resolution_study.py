@@ -22,14 +22,20 @@ def main():
     ap.add_argument("--sequences", default=None)
     ap.add_argument("--task", default="semi")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--split", default="val", help="DAVIS split (train + --sequences heldout: the held-out train videos)")
+    ap.add_argument("--resolution", default="480p")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model = load_model(a.checkpoint)
     seqs = a.sequences.split(",") if a.sequences else None
+    if a.sequences == "heldout":
+        from eval_checkpoints import HELDOUT_DAVIS
+        seqs = HELDOUT_DAVIS
     for s in [int(x) for x in a.sizes.split(",")]:
         model.cfg = model.cfg.replace(input_short_side=s, input_max_long_side=int(round(s * 1.87)))
         t0 = time.time()
-        r = benchmark_davis(model, a.root, split="val", task=a.task, sequences=seqs, progress=False)
+        r = benchmark_davis(model, a.root, split=a.split, resolution=a.resolution, task=a.task, sequences=seqs,
+                            progress=False)
         print(json.dumps({"short_side": s, "task": a.task, "sec": round(time.time() - t0, 1),
                           **{k: round(100 * r[k], 2) for k in ("J&F-Mean", "J-Mean", "F-Mean")}}), flush=True)
 
