@@ -72,7 +72,8 @@ def test_segment_demo_end_to_end(tmp_path):
         with av.open(str(out / f"{run}.mp4")) as c:
             assert sum(1 for _ in c.decode(video=0)) == res["frames"]
     assert res["entering_mid_video"]  # the demo adds an object mid-video
-    # the shipped model actually segments the demo (measured: prompted 23.8, unprompted 37.4 J&F)
+    # the shipped model actually segments the demo (ausm-lite, measured: prompted 21.9, unprompted 47.4 J&F;
+    # prompted is low because tracks do not bind to their own objects yet: see the xfail test below)
     assert res["prompted"]["J&F-Mean"] > 10 and res["unprompted"]["J&F-Mean"] > 15
     assert res["unprompted"]["tracks"] >= 1
     assert len(list((out / "ground_truth").glob("*.png"))) == res["frames"]
@@ -143,3 +144,28 @@ def test_outdoor_scene_keeps_the_seed_objects():
         render_video(2, (32, 32), 1, scene="space")
     clips = SyntheticClips(clip_len=2, size=(32, 48), num_objects=(1, 2), outdoor_prob=1.0, samples_per_epoch=3)
     assert clips[0]["frames"].shape == (2, 3, 32, 48)
+
+
+@pytest.mark.xfail(strict=True, reason="known failure (issue #13 notes): the shipped model's tracks segment the "
+                   "union of all prompted objects instead of their own; remove this mark when binding is learned")
+def test_shipped_model_tells_several_prompted_objects_apart():
+    """Teacher-forced parallel forward of the shipped model on a generated 3-object clip with the
+    ground-truth history on every frame: each track must segment its own object (mean IoU > 0.5)."""
+    import torch
+    import torch.nn.functional as F
+
+    from ausm.checkpoint import load_model
+    from ausm.data.synthetic import render_video
+    from ausm.train.preprocess import preprocess
+
+    m = load_model()
+    v = render_video(4, (192, 352), 3, seed=5, scene="outdoor", enter_leave=False, speed=0.3)
+    frames = torch.from_numpy(v.frames).permute(0, 3, 1, 2).float()[None] / 255
+    masks = torch.stack([torch.from_numpy(v.ids == o) for o in (1, 2, 3)]).float()
+    tf = preprocess(masks, (24, 44), m.cfg.num_ids, switch=torch.zeros(3, dtype=torch.long))
+    with torch.no_grad():
+        pred = m(frames, tf.id_index[None], tf.track_active[None], tf.hist_masks[None])
+    pm = F.interpolate(pred.final_masks[0, :, :3], size=(192, 352), mode="bilinear") > 0
+    ious = [float((pm[t, i] & (masks[i, t] > 0)).sum() / (pm[t, i] | (masks[i, t] > 0)).sum().clamp(min=1))
+            for t in range(4) for i in range(3)]
+    assert sum(ious) / len(ious) > 0.5, ious
