@@ -38,9 +38,10 @@ def test_imagenet_head_recognises_the_black_swan(lite0_head):
 
 
 @needs_shared
-def test_symmetric_padding_would_be_wrong(lite0_head):
-    """The SAME-padding detail matters: shifting the input by one pixel (what symmetric padding does to
-    the stride-2 layers' sampling grid) changes the features far more than float noise."""
+def test_a_one_pixel_shift_changes_the_features(lite0_head):
+    """Why the SAME-padding detail matters (its correctness is proven by the black-swan test and the
+    geometry test below): a one-pixel shift of the input, the size of the error symmetric padding makes on
+    the stride-2 layers' sampling grid, changes the features far more than float noise."""
     x = _imagenet_input(SHARED / "davis2016/JPEGImages/480p/blackswan/00000.jpg")
     with torch.no_grad():
         a = lite0_head(x)[0]

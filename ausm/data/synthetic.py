@@ -135,6 +135,72 @@ def _outdoor_scene(rng: np.random.Generator, H: int, W: int) -> np.ndarray:
     return np.clip(img * (1 - g) + ground * g, 0, 1)
 
 
+def _sample_objects(rng: np.random.Generator, n: int, H: int, W: int, num_frames: int, enter_leave: bool,
+                    speed: float) -> list[dict]:
+    """Draw the n objects of a video (category, size, path, spawn frame, texture, depth)."""
+    short = min(H, W)
+    objs = []
+    for k in range(n):
+        cls = int(rng.integers(len(SHAPE_CLASSES)))
+        r = rng.uniform(0.06, 0.22) * short
+        v = rng.normal(0, 0.012 * W * speed, size=2)
+        spawn = 0
+        if enter_leave and rng.random() < 0.35:  # enters from a side
+            side = int(rng.integers(4))
+            cx = [-r, W + r, rng.uniform(0, W), rng.uniform(0, W)][side]
+            cy = [rng.uniform(0, H), rng.uniform(0, H), -r, H + r][side]
+            tgt = np.array([rng.uniform(0.25, 0.75) * W, rng.uniform(0.25, 0.75) * H])
+            d = tgt - np.array([cx, cy])
+            v = d / max(1.0, num_frames * rng.uniform(0.3, 0.8))
+        else:
+            cx, cy = rng.uniform(0.1, 0.9) * W, rng.uniform(0.1, 0.9) * H
+            if enter_leave and num_frames > 2 and rng.random() < 0.2:  # pops up mid-video
+                spawn = int(rng.integers(1, num_frames))
+        c1, c2 = rng.random(3), rng.random(3)
+        if np.abs(c1 - c2).sum() < 0.6:
+            c2 = 1.0 - c1
+        objs.append(dict(cls=cls, r=r, c=np.array([cx, cy]), v=v, ang=rng.uniform(0, 2 * math.pi),
+                         w=rng.normal(0, 0.08 * speed), grow=rng.uniform(-0.01, 0.01), spawn=spawn,
+                         c1=c1, c2=c2, freq=rng.uniform(2.0, 7.0), pat_ang=rng.uniform(0, math.pi),
+                         blob=rng.random() < 0.4, z=rng.random()))
+    return objs
+
+
+def _paint_object(img: np.ndarray, idm: np.ndarray, o: dict, label: int, t: int, xs: np.ndarray, ys: np.ndarray,
+                  shadow: bool) -> None:
+    """Paint object ``o`` at frame ``t`` into ``img`` (H, W, 3) float and its ``label`` into ``idm``
+    (H, W), in place; with ``shadow``, first darken a copy of its shape down-right of it."""
+    H, W = idm.shape
+    if t < o["spawn"]:
+        return
+    cx, cy = o["c"] + o["v"] * t
+    r = o["r"] * (1.0 + o["grow"]) ** t
+    a = o["ang"] + o["w"] * t
+    x0, x1 = int(max(0, cx - r - 1)), int(min(W, cx + r + 2))
+    y0, y1 = int(max(0, cy - r - 1)), int(min(H, cy + r + 2))
+    if x0 >= x1 or y0 >= y1:
+        return
+    dx, dy = (xs[y0:y1, x0:x1] - cx) / r, (ys[y0:y1, x0:x1] - cy) / r
+    u = dx * math.cos(a) + dy * math.sin(a)
+    vv = -dx * math.sin(a) + dy * math.cos(a)
+    m = _shape_mask(o["cls"], u, vv)
+    if not m.any():
+        return
+    if shadow:  # a soft shadow down-right of the object (not part of its mask)
+        ys0, xs0 = np.nonzero(m)
+        yy, xx = ys0 + y0 + int(round(0.22 * r)), xs0 + x0 + int(round(0.12 * r))
+        ok = (yy < H) & (xx < W)
+        img[yy[ok], xx[ok]] *= 0.65
+    p = u * math.cos(o["pat_ang"]) + vv * math.sin(o["pat_ang"])
+    pat = 0.5 + 0.5 * np.sin(o["freq"] * p * math.pi)
+    if o["blob"]:
+        pat = pat * (0.5 + 0.5 * np.cos(o["freq"] * vv * 2.0))
+    shade = 1.0 - 0.25 * np.clip(u * 0.5 + vv * 0.5, -1, 1)  # a light from the top left
+    col = (o["c1"][None, None] * (1 - pat[..., None]) + o["c2"][None, None] * pat[..., None]) * shade[..., None]
+    img[y0:y1, x0:x1][m] = col[m]
+    idm[y0:y1, x0:x1][m] = label
+
+
 def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_objects: int | tuple[int, int] = (2, 5),
                  seed: int = 0, enter_leave: bool = True, backgrounds=None, speed: float = 1.0,
                  scene: str = "noise") -> SyntheticVideo:
@@ -187,31 +253,7 @@ def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_o
     # global brightness flicker and a slow camera pan of the background
     pan = rng.uniform(-1.5, 1.5, size=2) * speed
     ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
-    short = min(H, W)
-    objs = []
-    for k in range(n):
-        cls = int(rng.integers(len(SHAPE_CLASSES)))
-        r = rng.uniform(0.06, 0.22) * short
-        v = rng.normal(0, 0.012 * W * speed, size=2)
-        spawn = 0
-        if enter_leave and rng.random() < 0.35:  # enters from a side
-            side = int(rng.integers(4))
-            cx = [-r, W + r, rng.uniform(0, W), rng.uniform(0, W)][side]
-            cy = [rng.uniform(0, H), rng.uniform(0, H), -r, H + r][side]
-            tgt = np.array([rng.uniform(0.25, 0.75) * W, rng.uniform(0.25, 0.75) * H])
-            d = tgt - np.array([cx, cy])
-            v = d / max(1.0, num_frames * rng.uniform(0.3, 0.8))
-        else:
-            cx, cy = rng.uniform(0.1, 0.9) * W, rng.uniform(0.1, 0.9) * H
-            if enter_leave and num_frames > 2 and rng.random() < 0.2:  # pops up mid-video
-                spawn = int(rng.integers(1, num_frames))
-        c1, c2 = rng.random(3), rng.random(3)
-        if np.abs(c1 - c2).sum() < 0.6:
-            c2 = 1.0 - c1
-        objs.append(dict(cls=cls, r=r, c=np.array([cx, cy]), v=v, ang=rng.uniform(0, 2 * math.pi),
-                         w=rng.normal(0, 0.08 * speed), grow=rng.uniform(-0.01, 0.01), spawn=spawn,
-                         c1=c1, c2=c2, freq=rng.uniform(2.0, 7.0), pat_ang=rng.uniform(0, math.pi),
-                         blob=rng.random() < 0.4, z=rng.random()))
+    objs = _sample_objects(rng, n, H, W, num_frames, enter_leave, speed)
     order = sorted(range(n), key=lambda j: objs[j]["z"])  # back to front
     frames = np.empty((num_frames, H, W, 3), dtype=np.uint8)
     ids = np.zeros((num_frames, H, W), dtype=np.uint8)
@@ -225,39 +267,7 @@ def render_video(num_frames: int = 24, size: tuple[int, int] = (240, 432), num_o
             img = np.roll(bg, shift=(int(sh[1]), int(sh[0])), axis=(0, 1)).copy()
         idm = np.zeros((H, W), dtype=np.uint8)
         for j in order:
-            o = objs[j]
-            if t < o["spawn"]:
-                continue
-            cx, cy = o["c"] + o["v"] * t
-            r = o["r"] * (1.0 + o["grow"]) ** t
-            a = o["ang"] + o["w"] * t
-            x0, x1 = int(max(0, cx - r - 1)), int(min(W, cx + r + 2))
-            y0, y1 = int(max(0, cy - r - 1)), int(min(H, cy + r + 2))
-            if x0 >= x1 or y0 >= y1:
-                continue
-            dx, dy = (xs[y0:y1, x0:x1] - cx) / r, (ys[y0:y1, x0:x1] - cy) / r
-            u = dx * math.cos(a) + dy * math.sin(a)
-            vv = -dx * math.sin(a) + dy * math.cos(a)
-            m = _shape_mask(o["cls"], u, vv)
-            if not m.any():
-                continue
-            if outdoor:  # a soft shadow down-right of the object (not part of its mask)
-                sx, sy = int(round(0.12 * r)), int(round(0.22 * r))
-                sm = np.zeros((H, W), np.float32)
-                ys0, xs0 = np.nonzero(m)
-                yy, xx = ys0 + y0 + sy, xs0 + x0 + sx
-                ok = (yy < H) & (xx < W)
-                sm[yy[ok], xx[ok]] = 1.0
-                img *= (1.0 - 0.35 * sm)[..., None]
-            p = u * math.cos(o["pat_ang"]) + vv * math.sin(o["pat_ang"])
-            pat = 0.5 + 0.5 * np.sin(o["freq"] * p * math.pi)
-            if o["blob"]:
-                pat = pat * (0.5 + 0.5 * np.cos(o["freq"] * vv * 2.0))
-            shade = 1.0 - 0.25 * np.clip(u * 0.5 + vv * 0.5, -1, 1)  # a light from the top left
-            col = (o["c1"][None, None] * (1 - pat[..., None]) + o["c2"][None, None] * pat[..., None]) * shade[..., None]
-            patch = img[y0:y1, x0:x1]
-            patch[m] = col[m]
-            idm[y0:y1, x0:x1][m] = j + 1
+            _paint_object(img, idm, objs[j], j + 1, t, xs, ys, shadow=outdoor)
         frames[t] = np.clip(img * gain[t] * 255.0, 0, 255).round().astype(np.uint8)
         ids[t] = idm
     first = np.full(n, -1, dtype=np.int64)
