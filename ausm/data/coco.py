@@ -232,7 +232,7 @@ class PseudoVideoClips(torch.utils.data.Dataset):
         """The clip sample dict of T augmented copies of ``img`` (H, W, 3) uint8 with ``masks``
         (n, H, W) bool and ``classes`` (n,)."""
         T = self.clip_len
-        im = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+        im = torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1).float() / 255.0
         mk = torch.from_numpy(np.ascontiguousarray(masks)).float()
         frames, rows = [], []
         for _ in range(T):

@@ -145,7 +145,7 @@ def build_reader(spec: dict):
     spec.pop("weight", None)
     spec.pop("clip", None)
     if typ not in READER_TYPES:
-        raise ConfigError(f"unknown dataset type {typ!r}; one of {sorted([*READER_TYPES, 'synthetic'])}")
+        raise ConfigError(f"unknown dataset type {typ!r}; one of {sorted([*READER_TYPES, 'synthetic', 'copy_paste'])}")
     try:
         return READER_TYPES[typ](**spec)
     except TypeError as e:
@@ -155,7 +155,8 @@ def build_reader(spec: dict):
 def build_clip_dataset(spec: dict, clip_len: int = 4, size=(224, 384), max_stride: int = 3,
                        samples_per_epoch: int = 10000, seed: int = 0):
     """Clip dataset of one spec: :class:`~ausm.data.coco.PseudoVideoClips` for the image datasets
-    (``coco``, ``davis_frames``, ``duts``), :class:`~ausm.data.synthetic.SyntheticClips` for ``synthetic``
+    (``coco``, ``davis_frames``, ``duts``), :class:`~ausm.data.synthetic.SyntheticClips` for ``synthetic``,
+    :class:`~ausm.data.copypaste.CopyPasteClips` for ``copy_paste`` (see :func:`_copy_paste`)
     (options: ``num_objects``, ``background`` = an image-dataset spec for real backgrounds,
     ``background_prob``, ``speed``, ``max_objects``), :class:`~ausm.data.clips.VideoClips` otherwise.
     ``spec["clip"]`` (a dict) overrides clip options (``max_stride``, ``scale``, ``flip``, ``frames``,
@@ -163,6 +164,8 @@ def build_clip_dataset(spec: dict, clip_len: int = 4, size=(224, 384), max_strid
     from .clips import VideoClips
     from .coco import PseudoVideoClips
     from .synthetic import SyntheticClips
+    if spec.get("type") == "copy_paste":
+        return _copy_paste(spec, clip_len, size, max_stride, samples_per_epoch, seed)
     if spec.get("type") == "synthetic":
         kw = {k: v for k, v in spec.items() if k not in ("type", "weight", "clip")}
         bg = kw.pop("background", None)
@@ -181,6 +184,24 @@ def build_clip_dataset(spec: dict, clip_len: int = 4, size=(224, 384), max_strid
                                      "samples_per_epoch": samples_per_epoch, "seed": seed, **opts})
     except TypeError as e:
         raise ConfigError(f"bad clip options {opts}: {e}") from e
+
+
+def _copy_paste(spec: dict, clip_len, size, max_stride, samples_per_epoch, seed):
+    """``{"type": "copy_paste", "base": <clip-dataset spec>, "objects": <image-dataset spec with
+    read_mask, e.g. duts>, "num_objects": [1, 3], "size_range": [0.25, 0.6], "speed": 0.06}``."""
+    from .copypaste import CopyPasteClips
+    kw = {k: v for k, v in spec.items() if k not in ("type", "weight", "clip", "base", "objects")}
+    if not isinstance(spec.get("base"), dict) or not isinstance(spec.get("objects"), dict):
+        raise ConfigError("copy_paste needs 'base' (a clip-dataset spec) and 'objects' (an image-dataset spec)")
+    base = build_clip_dataset(spec["base"], clip_len=clip_len, size=size, max_stride=max_stride,
+                              samples_per_epoch=samples_per_epoch, seed=seed)
+    objects = build_reader(spec["objects"])
+    if not hasattr(objects, "read_mask"):
+        raise ConfigError(f"copy_paste objects must be a salient-object dataset (duts), got {spec['objects'].get('type')!r}")
+    try:
+        return CopyPasteClips(base, objects, seed=seed + 7919, **kw)
+    except TypeError as e:
+        raise ConfigError(f"bad options for dataset type 'copy_paste': {e}") from e
 
 
 def build_mixture(specs: Sequence[dict], clip_len: int = 4, size=(224, 384), max_stride: int = 3,
