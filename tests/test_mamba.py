@@ -85,9 +85,30 @@ def test_step_state_has_fixed_shape_and_is_not_mutated():
     for _ in range(20):
         _, s = m.step(torch.randn(4, 16, dtype=torch.float64), s)
         assert s.conv_state.shape == (4, m.d_inner, m.d_conv)
-        assert s.ssm_state.shape == (4, m.d_inner, m.d_state)
+        assert s.ssm_state.shape == (4, m.d_state, m.d_inner)
     assert torch.equal(s0.conv_state, conv0) and torch.equal(s0.ssm_state, ssm0)
     assert s.nbytes() == s0.nbytes()
+
+
+def test_inference_step_in_place_path_equals_autograd_path():
+    """Without autograd the step computes in place in its own temporaries: same values, the previous
+    state untouched, and the streamed output equals the parallel forward."""
+    m = _mamba64()
+    u = torch.randn(3, 6, 16, dtype=torch.float64)
+    with torch.no_grad():
+        full = m(u)
+        y, state = m.forward_with_state(u[:, :2])
+        outs = [y]
+        for t in range(2, 6):
+            before = state.ssm_state.clone()
+            yt, new = m.step(u[:, t], state)
+            assert torch.equal(state.ssm_state, before)
+            with torch.enable_grad():
+                yg, sg = m.step(u[:, t], state)
+            assert (yg - yt).abs().max().item() < 1e-12 and (sg.ssm_state - new.ssm_state).abs().max().item() < 1e-12
+            outs.append(yt[:, None])
+            state = new
+    assert (torch.cat(outs, 1) - full).abs().max().item() < 1e-10
 
 
 def test_dt_and_A_initialisation():

@@ -34,6 +34,11 @@ from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 MAX_FRAME_PIXELS = 80_000_000
 
 
+#: :meth:`Session.state_dict` format; 2 stores the Mamba states state-major (L, d_state, d_inner)
+#: (:class:`~ausm.model.mamba.MambaState`); version-1 states (L, d_inner, d_state) still load.
+SESSION_STATE_VERSION = 2
+
+
 @dataclass
 class FrameResult:
     """Output of one :meth:`Session.step`.
@@ -321,7 +326,7 @@ class Session:
                 tensors[f"mamba.{i}.conv_state"] = cpu(m.conv_state)
                 tensors[f"mamba.{i}.ssm_state"] = cpu(m.ssm_state)
         meta = {
-            "version": 1, "num_ids": int(self.cfg.num_ids), "class_head": self.class_head,
+            "version": SESSION_STATE_VERSION, "num_ids": int(self.cfg.num_ids), "class_head": self.class_head,
             "fg_threshold": self.fg_threshold, "detect_new_objects": self._detect_arg, "seed": self._seed,
             "frame_idx": self._frame_idx, "n": self._n, "next_auto_id": self._next_auto_id,
             "any_prompt": self._any_prompt,
@@ -345,7 +350,8 @@ class Session:
 
         try:
             meta, tensors = state["meta"], state["tensors"]
-            if meta.get("version") != 1:
+            version = meta.get("version")
+            if version not in (1, SESSION_STATE_VERSION):
                 raise InputError(f"unsupported session state version {meta.get('version')!r}")
             if meta["num_ids"] != self.cfg.num_ids:
                 raise InputError(f"the session state has {meta['num_ids']} ID slots, this model has "
@@ -389,6 +395,8 @@ class Session:
                 for i, r in enumerate(ref.mamba):
                     c = tensors[f"mamba.{i}.conv_state"].to(self.device, self.dtype)
                     s = tensors[f"mamba.{i}.ssm_state"].to(self.device, self.dtype)
+                    if version == 1:  # version 1 stored h as (L, d_inner, d_state)
+                        s = s.transpose(-1, -2).contiguous()
                     if c.shape != r.conv_state.shape or s.shape != r.ssm_state.shape:
                         raise InputError("the session state does not fit this model (another architecture)")
                     mamba.append(MambaState(conv_state=c, ssm_state=s))

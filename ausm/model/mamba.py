@@ -16,7 +16,10 @@
   - ``"auto"`` (default): ``"cuda"`` when possible, else ``"recurrent"``.
   - ``"naive"``: :func:`selective_scan_naive`, the reference loop under autograd.
 * :meth:`Mamba.step` advances one time step from an explicit fixed-size :class:`MambaState`
-  (``conv_state`` of shape (L, d_inner, d_conv) and ``ssm_state`` of shape (L, d_inner, d_state)).
+  (``conv_state`` of shape (L, d_inner, d_conv) and ``ssm_state`` of shape (L, d_state, d_inner):
+  state-major, so that every element-wise op of the step runs along the contiguous d_inner axis —
+  3–7× faster on CPU than (L, d_inner, d_state), where the innermost axis is only d_state long;
+  docs/PERFORMANCE.md). Without autograd the step updates its fresh temporaries in place.
 
 All must agree with :func:`selective_scan_naive` (tested in float64 to 1e-10, gradients included).
 In AUSM (spec §4, History Compressor) every pixel of the stride-8 grid is one independent sequence
@@ -40,7 +43,8 @@ class MambaState:
     Attributes:
         conv_state: (L, d_inner, d_conv) float, the last ``d_conv`` inputs of the causal conv,
             oldest first.
-        ssm_state: (L, d_inner, d_state) float, the SSM hidden state h_t.
+        ssm_state: (L, d_state, d_inner) float, the SSM hidden state h_t (state-major: the transpose
+            of the (L, d_inner, d_state) layout the scans use).
     """
 
     conv_state: torch.Tensor
@@ -310,13 +314,13 @@ class Mamba(nn.Module):
         y = y * F.silu(z)
         # conv state: the last d_conv pre-conv inputs (zero-padded on the left when T < d_conv)
         xr = F.pad(x_raw.transpose(1, 2), (max(0, self.d_conv - T), 0))[..., -self.d_conv:]
-        return self.out_proj(y), MambaState(conv_state=xr.contiguous(), ssm_state=h_last)
+        return self.out_proj(y), MambaState(conv_state=xr.contiguous(), ssm_state=h_last.transpose(1, 2).contiguous())
 
     def init_state(self, L: int, device=None, dtype=torch.float32) -> MambaState:
         """Zero state for L sequences (the state before the first step)."""
         return MambaState(
             conv_state=torch.zeros(L, self.d_inner, self.d_conv, device=device, dtype=dtype),
-            ssm_state=torch.zeros(L, self.d_inner, self.d_state, device=device, dtype=dtype),
+            ssm_state=torch.zeros(L, self.d_state, self.d_inner, device=device, dtype=dtype),
         )
 
     def step(self, u: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
@@ -336,9 +340,14 @@ class Mamba(nn.Module):
         x = (conv_state.to(w.dtype) * w).sum(-1) + self.conv1d.bias
         x = F.silu(x)
         dt, B, C = self._ssm_params(x)
-        A = -torch.exp(self.A_log.float()).to(x.dtype)
-        dA = torch.exp(dt.unsqueeze(-1) * A)
-        h = dA * state.ssm_state.to(x.dtype) + (dt * x).unsqueeze(-1) * B.unsqueeze(1)
-        y = torch.einsum("ldn,ln->ld", h, C) + x * self.D.to(x.dtype)
+        A_t = (-torch.exp(self.A_log.float())).t().contiguous().to(x.dtype)  # (d_state, d_inner)
+        dtA = dt.unsqueeze(1) * A_t  # (L, d_state, d_inner)
+        h_prev = state.ssm_state.to(x.dtype)
+        dtx = (dt * x).unsqueeze(1)  # (L, 1, d_inner)
+        if torch.is_grad_enabled():
+            h = torch.addcmul(B.unsqueeze(-1) * dtx, torch.exp(dtA), h_prev)
+        else:  # same values, computed in place in the fresh temporary dtA (the state is not touched)
+            h = dtA.exp_().mul_(h_prev).addcmul_(B.unsqueeze(-1), dtx)
+        y = torch.bmm(C.unsqueeze(1), h).squeeze(1) + x * self.D.to(x.dtype)  # Σ_n C_n h_n
         y = y * F.silu(z)
         return self.out_proj(y), MambaState(conv_state=conv_state, ssm_state=h.to(state.ssm_state.dtype))
