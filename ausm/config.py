@@ -43,6 +43,9 @@ class AUSMConfig:
             ceil(D/16) when ``None``).
         history_decoder_layers / history_decoder_self_attn: History Decoder stack (6 [P]).
         pixel_decoder_layers / pixel_decoder_heads / pixel_decoder_ffn: Pixel Decoder (9 / 8 / 2048).
+        track_query_from_history: a track query is its ID vector plus a linear map (zero-initialised)
+            of G_t average-pooled over its History Marker mask M_{t-1} [D] (docs/DESIGN.md: without it
+            ausm-lite predicted the same salient object for every prompted ID).
         mask_dim: channels of the stride-4 mask features P_t and the mask embeddings.
         fine_dim: channels of the FPN's stride-4 level (``None`` = D); smaller saves most of the
             neck's cost at stride 4.
@@ -80,6 +83,7 @@ class AUSMConfig:
     pixel_decoder_layers: int = 9
     pixel_decoder_heads: int = 8
     pixel_decoder_ffn: int = 2048
+    track_query_from_history: bool = False
     mask_dim: int = 256
     fine_dim: int | None = None
     class_heads: dict[str, int] = field(default_factory=dict)
@@ -197,6 +201,7 @@ def _lite() -> AUSMConfig:
         mamba_d_state=8,
         history_decoder_layers=2, history_decoder_heads=4, history_decoder_ffn=256, history_decoder_self_attn=False,
         pixel_decoder_layers=3, pixel_decoder_heads=4, pixel_decoder_ffn=512,
+        track_query_from_history=True,
         mask_dim=64, fine_dim=64,
         input_short_side=192, input_max_long_side=448,
         pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD,

@@ -24,8 +24,13 @@ def test_config_parses(path):
     start = path.parents[1] / tc.init_from / "config.json"
     if tc.init_from and start.is_file():  # a local checkpoint: its heads carry over (init_from)
         heads |= set(json.loads(start.read_text()).get("class_heads", {}))
-    for spec in tc.datasets:
-        assert spec["type"] in READER_TYPES or spec["type"] == "synthetic"
+    specs = list(tc.datasets)
+    for spec in tc.datasets:  # copy_paste nests a clip dataset and an image dataset
+        if spec["type"] == "copy_paste":
+            specs += [spec["base"], spec["objects"]]
+            assert spec["objects"]["type"] == "duts"
+    for spec in specs:
+        assert spec["type"] in READER_TYPES or spec["type"] in ("synthetic", "copy_paste")
         head = {"ytvis": spec.get("head"), "ovis": "ovis", "coco": "coco", "synthetic": "shapes"}.get(spec["type"])
         if head:
             assert head in heads

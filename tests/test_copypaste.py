@@ -53,6 +53,18 @@ def test_pasted_objects_move(tmp_path):
     assert moved >= 3
 
 
+def test_duplicates_are_the_same_cutout(tmp_path):
+    _make_duts(tmp_path, 4)
+    ds = build_clip_dataset(_spec(tmp_path, num_objects=[2, 2], duplicate_prob=1.0, size_range=[0.5, 0.5]),
+                            clip_len=2, size=(64, 96), seed=0)
+    s = ds[0]
+    a, b = s["masks"][-2:, 0]  # the two pasted copies on frame 0 (same size, same shape)
+    assert a.any() and b.any()
+    assert abs(int(a.sum()) - int(b.sum())) <= 0.35 * max(int(a.sum()), int(b.sum()))
+    with pytest.raises(ConfigError, match="duplicate_prob"):
+        build_clip_dataset(_spec(tmp_path, duplicate_prob=2.0))
+
+
 def test_bad_copy_paste_specs(tmp_path):
     _make_duts(tmp_path, 3)
     with pytest.raises(ConfigError, match="base"):

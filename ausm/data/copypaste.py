@@ -8,6 +8,9 @@ on ``ausm-lite`` stage 2: 2-object generated clips, own IoU 0.40 vs union 0.65).
 apart needs clips where several marked objects move differently — the multi-object static-image
 stage of STM / XMem / Cutie builds them the same way (objects of several images merged into one).
 
+Identical copies of one object (``duplicate_prob``) leave the history as the only cue of which is
+which: without them a model can bind an ID vector to "the most salient object" and still score well.
+
 Pasted objects are in front of the base clip: the base masks lose the pixels a pasted object covers,
 a later pasted object occludes earlier ones. Classes of pasted objects are 0 (class-agnostic head);
 the base clip must use the agnostic head.
@@ -43,6 +46,9 @@ class CopyPasteClips(torch.utils.data.Dataset):
         num_objects: (min, max) pasted objects per clip, inclusive.
         size_range: (min, max) longer side of a pasted object relative to the clip's shorter side.
         speed: maximum displacement per frame relative to the shorter side.
+        duplicate_prob: probability that a pasted object (after the first) is another copy of the
+            previous one (same cut-out, own size and motion): two identical objects can only be told
+            apart by their history.
         seed: sample ``i`` uses ``random.Random(seed * 1_000_003 + i)`` for the pasting.
 
     Raises:
@@ -50,7 +56,8 @@ class CopyPasteClips(torch.utils.data.Dataset):
     """
 
     def __init__(self, base, objects, num_objects: tuple[int, int] = (1, 3),
-                 size_range: tuple[float, float] = (0.25, 0.6), speed: float = 0.06, seed: int = 0):
+                 size_range: tuple[float, float] = (0.25, 0.6), speed: float = 0.06, duplicate_prob: float = 0.0,
+                 seed: int = 0):
         lo, hi = (int(v) for v in num_objects)
         if not 0 <= lo <= hi:
             raise ConfigError(f"num_objects must be (min, max) with 0 <= min <= max, got {num_objects}")
@@ -60,7 +67,10 @@ class CopyPasteClips(torch.utils.data.Dataset):
         if len(objects) == 0:
             raise ConfigError("copy_paste: the object dataset is empty")
         self.base, self.objects = base, objects
+        if not 0.0 <= float(duplicate_prob) <= 1.0:
+            raise ConfigError(f"duplicate_prob must be in [0, 1], got {duplicate_prob}")
         self.num_objects, self.size_range, self.speed, self.seed = (lo, hi), (a, b), float(speed), seed
+        self.duplicate_prob = float(duplicate_prob)
         self.name = "copy_paste"
 
     def __len__(self):
@@ -84,13 +94,17 @@ class CopyPasteClips(torch.utils.data.Dataset):
         mk = torch.from_numpy(np.require(m[y0:y1, x0:x1], requirements=["C", "W"]))[None].float()
         return im, mk
 
-    def _paste_one(self, frames: torch.Tensor, rng: random.Random) -> torch.Tensor:
-        """Paste one moving object into ``frames`` (T, 3, H, W) in place; returns its (T, H, W) label."""
+    def _paste_one(self, frames: torch.Tensor, rng: random.Random, cutout=None):
+        """Paste one moving object into ``frames`` (T, 3, H, W) in place (``cutout``: reuse this
+        (image, mask) pair instead of drawing one). Returns its (T, H, W) label and the cutout."""
         T, _, H, W = frames.shape
-        im, mk = self._cutout(rng)
-        if rng.random() < 0.5:
-            im, mk = im.flip(-1), mk.flip(-1)
-        im = (im * rng.uniform(0.8, 1.2)).clamp(0, 1)  # brightness jitter
+        if cutout is None:
+            im, mk = self._cutout(rng)
+            if rng.random() < 0.5:
+                im, mk = im.flip(-1), mk.flip(-1)
+            im = (im * rng.uniform(0.8, 1.2)).clamp(0, 1)  # brightness jitter
+            cutout = (im, mk)
+        im, mk = cutout
         short = min(H, W)
         long0 = rng.uniform(*self.size_range) * short
         s0 = long0 / max(im.shape[-2:])
@@ -115,7 +129,7 @@ class CopyPasteClips(torch.utils.data.Dataset):
             region = frames[t, :, fy0:fy1, fx0:fx1]
             frames[t, :, fy0:fy1, fx0:fx1] = region * (1 - a) + pim[:, py0:py0 + fy1 - fy0, px0:px0 + fx1 - fx0] * a
             label[t, fy0:fy1, fx0:fx1] = (a >= 0.5).float()
-        return label
+        return label, cutout
 
     def __getitem__(self, i: int) -> dict:
         sample = dict(self.base[i])
@@ -124,8 +138,10 @@ class CopyPasteClips(torch.utils.data.Dataset):
         rng = random.Random(self.seed * 1_000_003 + int(i))
         frames = sample["frames"].clone()
         masks = list(sample["masks"].unbind(0))
+        cutout = None
         for _ in range(rng.randint(*self.num_objects)):
-            lab = self._paste_one(frames, rng)
+            same = cutout is not None and rng.random() < self.duplicate_prob
+            lab, cutout = self._paste_one(frames, rng, cutout if same else None)
             masks = [m * (1 - lab) for m in masks] + [lab]
         T, H, W = frames.shape[0], frames.shape[-2], frames.shape[-1]
         keep = [m for m in masks if bool(m.any())]

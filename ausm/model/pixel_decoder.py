@@ -45,6 +45,11 @@ class PixelDecoder(nn.Module):
             PixelDecoderLayer(D, cfg.pixel_decoder_heads, cfg.pixel_decoder_ffn)
             for _ in range(cfg.pixel_decoder_layers)
         )
+        self.query_from_history = cfg.track_query_from_history
+        if self.query_from_history:
+            self.pool_proj = nn.Linear(D, D)
+            nn.init.zeros_(self.pool_proj.weight)
+            nn.init.zeros_(self.pool_proj.bias)
         self.decoder_norm = nn.LayerNorm(D)
         self.mask_embed = MLP(D, D, cfg.mask_dim, 3)
 
@@ -62,7 +67,7 @@ class PixelDecoder(nn.Module):
             allow = allow | ~allow.any(-1, keepdim=True)  # a fully blocked row is unblocked
         return emb, masks, allow.unsqueeze(1)
 
-    def forward(self, track_queries, track_valid, mem, mem_pos, mem_hw, mask_feats):
+    def forward(self, track_queries, track_valid, mem, mem_pos, mem_hw, mask_feats, track_hist=None):
         """Run the decoder on N frames at once.
 
         Args:
@@ -70,6 +75,9 @@ class PixelDecoder(nn.Module):
             track_valid: (N, n) bool; False for padding / not-yet-allocated slots (key padding).
             mem: (N, P, D) G_t tokens; mem_pos (P, D); mem_hw = (h, w) with h·w = P.
             mask_feats: (N, mask_dim, H4, W4) stride-4 mask features P_t.
+            track_hist: (N, n, h·w) History Marker masks M_{t-1} in [0, 1]; used when the config's
+                ``track_query_from_history`` is set: each track query becomes its ID vector plus
+                ``pool_proj`` of G_t average-pooled over its mask (an empty mask adds ``pool_proj``'s bias).
 
         Returns:
             list over L+1 prediction points of (emb (N, n+N_det, D), mask logits (N, n+N_det, H4, W4));
@@ -77,7 +85,12 @@ class PixelDecoder(nn.Module):
         """
         N, n, D = track_queries.shape
         det = self.query_feat.weight.unsqueeze(0).expand(N, -1, -1)
-        q = torch.cat([track_queries.to(det.dtype), det], dim=1)
+        tq = track_queries.to(det.dtype)
+        if self.query_from_history and track_hist is not None and n:
+            # masked average pooling of G_t over each track's History Marker mask (0 when empty)
+            w = track_hist.to(mem.dtype)
+            tq = tq + self.pool_proj(torch.einsum("nip,npd->nid", w, mem) / (w.sum(-1, keepdim=True) + 1e-6))
+        q = torch.cat([tq, det], dim=1)
         q_pos = torch.cat([q.new_zeros(N, n, D), self.query_pos.weight.unsqueeze(0).expand(N, -1, -1)], dim=1)
         valid = torch.cat([track_valid, track_valid.new_ones(N, self.num_queries)], dim=1)
         self_mask = valid[:, None, None, :]  # (N, 1, 1, Q)

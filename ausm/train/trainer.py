@@ -202,7 +202,9 @@ def prepare_batch(samples, num_ids: int, prompt_prob: float, detect_only_prob: f
 
 def build_initial_model(tc: TrainConfig) -> AUSMModel:
     """The model a run starts from: ``init_from`` = "" (random), a checkpoint folder (a previous stage;
-    ``model_overrides`` may not change its architecture) or ``mask2former:<path or hub id>``.
+    ``model_overrides`` may not change its architecture, except adding class heads or
+    ``track_query_from_history``, whose new weights start at their initialisation) or
+    ``mask2former:<path or hub id>``.
 
     Raises:
         CheckpointError: unreadable checkpoint or incompatible weights.
@@ -222,16 +224,19 @@ def build_initial_model(tc: TrainConfig) -> AUSMModel:
             model.cfg = model.cfg.replace(**{k: v for k, v in ov.items()
                                              if k in ("input_short_side", "input_max_long_side", "fg_threshold")})
         new_heads = {k: v for k, v in (ov.get("class_heads") or {}).items() if k not in model.cfg.class_heads}
-        if new_heads:  # a later stage adds datasets with new class heads: new heads start at random init
+        add_pool = bool(ov.get("track_query_from_history")) and not model.cfg.track_query_from_history
+        if new_heads or add_pool:  # a later stage grows the model: new parts start at their init
             cfg = model.cfg.replace(class_heads={**model.cfg.class_heads, **new_heads},
-                                    class_names={**model.cfg.class_names, **(ov.get("class_names") or {})})
+                                    class_names={**model.cfg.class_names, **(ov.get("class_names") or {})},
+                                    track_query_from_history=model.cfg.track_query_from_history or add_pool)
             grown = AUSMModel(cfg)
             missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
-            bad = [k for k in missing if not any(k.startswith(f"class_heads.{h}.") for h in new_heads)]
+            new_parts = [f"class_heads.{h}." for h in new_heads] + (["pixel_decoder.pool_proj."] if add_pool else [])
+            bad = [k for k in missing if not any(k.startswith(pfx) for pfx in new_parts)]
             if bad or unexpected:
-                raise CheckpointError(f"{tc.init_from}: cannot add class heads {sorted(new_heads)}: "
+                raise CheckpointError(f"{tc.init_from}: cannot add {new_parts}: "
                                       f"missing {bad}, unexpected {list(unexpected)}")
-            log.info("added class heads %s to %s", sorted(new_heads), tc.init_from)
+            log.info("added %s to %s", new_parts, tc.init_from)
             model = grown
         return model
     return AUSMModel(get_config(tc.preset, **tc.model_overrides))
