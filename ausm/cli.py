@@ -374,6 +374,7 @@ def cmd_segment(args) -> int:
         raise InputError("give --out OUTPUT_FOLDER")
     from .inference.resume import PartialRun
     from .io import MaskPrompts, is_live_spec, open_source, parse_formats, source_name
+    from .io.paths import check_output_separate
 
     formats = parse_formats(args.format)
     geo = _geometric_prompts(args)
@@ -414,6 +415,7 @@ def cmd_segment(args) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out} exists and is not a folder")
+    check_output_separate(out, inputs + [str(p) for p in (args.prompt or [])])
     subdirs: list[str] = []
     for spec in inputs:
         name = source_name(spec)

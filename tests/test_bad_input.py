@@ -266,3 +266,27 @@ def test_message_says_what_to_do(case, clip, data, small_ckpt, tmp_path, capsys)
         save_index_png(tmp_path / "void.png", np.full((H, W), 255, np.uint8))
         argv, fix = [data / "rgb", "--prompt", tmp_path / "void.png"], ("at least one object",)
     refused(capsys, small_ckpt, out, *argv, fix=fix)
+
+
+# ------------------------------------------------------------------ outputs never touch inputs (issue #15)
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["same", "inside", "contains", "prompt-folder"])
+def test_out_never_writes_into_an_input(where, clip, data, small_ckpt, tmp_path, capsys):
+    import shutil
+    root = tmp_path / "work"
+    frames = root / "frames"
+    shutil.copytree(data / "rgb", frames)
+    prompts = root / "prompts"
+    prompts.mkdir()
+    shutil.copy(data / "prompt.png", prompts / "00000.png")
+    before = _tree(root)
+    out = {"same": frames, "inside": frames / "masks", "contains": root, "prompt-folder": prompts}[where]
+    prompt = prompts if where == "prompt-folder" else data / "prompt.png"
+    rc, err = run(capsys, small_ckpt, frames, "--prompt", prompt, "--out", out)
+    assert rc == 2, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1 and "nothing was written" in lines[0], err
+    assert _tree(root) == before and not (frames / "masks").exists()

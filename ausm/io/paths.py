@@ -1,6 +1,7 @@
-"""Safe path handling for paths read from dataset files."""
+"""Safe path handling: paths read from dataset files, and outputs that must never touch an input."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import InputError
@@ -17,3 +18,27 @@ def safe_join(root: str | Path, relative: str) -> Path:
     if rel.is_absolute() or ".." in rel.parts:
         raise InputError(f"path {relative!r} in a dataset file escapes the dataset root {root}")
     return Path(root) / rel
+
+
+def check_output_separate(out: str | Path, inputs, flag: str = "--out") -> None:
+    """Refuse an output folder that would write into or over an input (issue #15): ``out`` equal to an
+    input file or folder, inside an input folder, or containing an input. Inputs that are not local
+    paths (streams, URLs, ``-``) are ignored. Symlinks are resolved.
+
+    Raises:
+        InputError: naming the output and the input it would touch.
+    """
+    o = Path(os.path.realpath(out))
+    for spec in inputs:
+        spec = str(spec)
+        if spec == "-" or "://" in spec or not os.path.exists(spec):
+            continue
+        i = Path(os.path.realpath(spec))
+        if o == i:
+            raise InputError(f"{flag} {out} is the input {spec}: give another folder (nothing was written)")
+        if i.is_dir() and o.is_relative_to(i):
+            raise InputError(f"{flag} {out} lies inside the input folder {spec}: its masks would mix with the "
+                             "frames; give a folder outside it (nothing was written)")
+        if i.is_relative_to(o):
+            raise InputError(f"{flag} {out} contains the input {spec}: writing there could replace it; give "
+                             "another folder (nothing was written)")
