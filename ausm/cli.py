@@ -95,19 +95,11 @@ def _geometric_prompts(args) -> list[tuple[int, int, str, object, object]]:
 
 def _check_geometric(geo, size: tuple[int, int], num_frames: int | None, what: str) -> None:
     """Prompts must lie in the frame (boxes overlap it, points inside) and before the end of the video."""
-    H, W = size
+    from .io.inputs import check_geometric_in_frame
     for frame, o, kind, data, _ in geo:
         if num_frames is not None and frame >= num_frames:
             raise InputError(f"--frame {frame} is beyond the end of {what} ({num_frames} frames)")
-        if kind == "box":
-            x0, y0, x1, y1 = data
-            if x1 <= 0 or y1 <= 0 or x0 >= W or y0 >= H:
-                raise InputError(f"--prompt-box {x0:g},{y0:g},{x1:g},{y1:g} lies outside the {W}x{H} (WxH) frames "
-                                 f"of {what}")
-        else:
-            for x, y in data:
-                if not (0 <= x < W and 0 <= y < H):
-                    raise InputError(f"--prompt-point {x:g},{y:g} lies outside the {W}x{H} (WxH) frames of {what}")
+        check_geometric_in_frame(kind, data, size, what, names=("--prompt-box", "--prompt-point"))
 
 
 def _input_options(items) -> dict:

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..io.inputs import check_geometric_in_frame, frame_to_tensor, prompt_mask_to_bool
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 
 
@@ -161,25 +162,6 @@ def select_candidate(prompt: GeometricPrompt, masks: torch.Tensor, scores: torch
         if l == 1:
             out |= (xx - float(x)) ** 2 + (yy - float(y)) ** 2 <= r * r
     return out, "fallback", None
-
-
-def _to_tensor_image(frame) -> torch.Tensor:
-    """np (H, W, 3) uint8 RGB or torch (3, H, W) float in [0, 1] → (1, 3, H, W) float32."""
-    if isinstance(frame, np.ndarray):
-        if frame.ndim != 3 or frame.shape[2] != 3:
-            raise InputError(f"frame must be (H, W, 3) RGB, got shape {frame.shape}")
-        a = np.ascontiguousarray(frame)
-        if not a.flags.writeable:  # e.g. frames decoded by PIL; torch warns on read-only arrays
-            a = a.copy()
-        t = torch.from_numpy(a).permute(2, 0, 1).float()
-        if frame.dtype == np.uint8:
-            t = t / 255.0
-        return t.unsqueeze(0)
-    if isinstance(frame, torch.Tensor):
-        if frame.ndim != 3 or frame.shape[0] != 3:
-            raise InputError(f"frame tensor must be (3, H, W), got {tuple(frame.shape)}")
-        return frame.float().unsqueeze(0)
-    raise InputError(f"frame must be a numpy array or a torch tensor, got {type(frame).__name__}")
 
 
 def _resize(t: torch.Tensor, size) -> torch.Tensor:
@@ -440,10 +422,7 @@ class Session:
         if sum(given) != 1:
             raise InputError("give exactly one of mask=, box= or points= per prompt")
         if mask is not None:
-            m = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else np.asarray(mask)
-            if m.ndim != 2:
-                raise InputError(f"prompt mask must be 2-D (H, W), got shape {m.shape}")
-            m = m > 0
+            m = prompt_mask_to_bool(mask)
             if not m.any():
                 raise InputError(f"prompt mask for object {obj_id} on frame {frame_idx} is empty")
             if self._frame_size is not None and m.shape != self._frame_size:
@@ -454,6 +433,8 @@ class Session:
             if b.shape != (4,) or not np.isfinite(b).all() or b[2] <= b[0] or b[3] <= b[1]:
                 raise InputError(f"box must be (x0, y0, x1, y1) with x1 > x0 and y1 > y0, got {box!r}")
             entry = GeometricPrompt("box", b)
+            if self._frame_size is not None:
+                check_geometric_in_frame("box", b, self._frame_size)
         else:
             pts = np.asarray(points, dtype=np.float64)
             if pts.ndim == 1:
@@ -466,6 +447,8 @@ class Session:
             if not (lab == 1).any():
                 raise InputError("point prompts need at least one positive point (label 1)")
             entry = GeometricPrompt("points", pts, lab)
+            if self._frame_size is not None:
+                check_geometric_in_frame("points", pts, self._frame_size)
         self._pending.setdefault(int(frame_idx), {})[int(obj_id)] = entry
         self._any_prompt = True
 
@@ -531,9 +514,14 @@ class Session:
             if fh * fw > MAX_FRAME_PIXELS:  # checked before any copy of the frame
                 raise InputError(f"frame of {fw}x{fh} pixels is larger than {MAX_FRAME_PIXELS // 10**6} "
                                  f"megapixels; downscale the video first (e.g. ffmpeg -vf scale=-2:1080)")
-        img = _to_tensor_image(frame)
+        img = frame_to_tensor(frame)
         H, W = img.shape[-2:]
         k = self._frame_idx
+        for o, m in self._pending.get(k, {}).items():  # before any state changes
+            if isinstance(m, np.ndarray) and m.shape != (H, W):
+                raise InputError(f"prompt mask size {m.shape} differs from the frame size {(H, W)}")
+            if isinstance(m, GeometricPrompt):
+                check_geometric_in_frame(m.kind, m.data, (H, W), f"the stream (frame {k}, object {o})")
         if self._frame_size is None:
             self._frame_size = (H, W)
             self._input_size = self.model.input_size(H, W)
@@ -542,9 +530,6 @@ class Session:
             self._slot_mask = torch.zeros(self.cfg.num_ids, hw[0] * hw[1], dtype=self.dtype, device=self.device)
         elif (H, W) != self._frame_size:
             raise InputError(f"frame {k} is {H}x{W}, the stream started at {self._frame_size[0]}x{self._frame_size[1]}")
-        for m in self._pending.get(k, {}).values():
-            if isinstance(m, np.ndarray) and m.shape != self._frame_size:
-                raise InputError(f"prompt mask size {m.shape} differs from the frame size {self._frame_size}")
         # check the ID capacity before any state changes; prompted objects take precedence over detections
         new_prompted = [o for o in self._pending.get(k, {}) if o not in self.obj_ids]
         if len(new_prompted) > int(self._free.sum()):
