@@ -15,25 +15,13 @@ from typing import Iterator
 import torch
 
 from .checkpoint import load_model
+from .device import default_dtype, resolve_device
 from .inference.session import FrameResult, Session, propagate
 
 
 def default_device() -> torch.device:
-    """CUDA if available, then Apple MPS, then CPU."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def default_dtype(device: torch.device) -> torch.dtype:
-    """bfloat16 on CUDA GPUs that support it, float32 elsewhere (CPU bf16 is not faster here, and fp16
-    on CPU is ~400× slower)."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float32
+    """CUDA if available, then Apple MPS, then CPU (:func:`ausm.device.resolve_device`)."""
+    return resolve_device("auto")
 
 
 class AUSM:
@@ -63,7 +51,7 @@ class AUSM:
         Raises:
             CheckpointError: missing or broken checkpoint.
         """
-        dev = torch.device(device) if device is not None else default_device()
+        dev = resolve_device(device)
         model = load_model(path_or_hub_id, device=dev, dtype=dtype or default_dtype(dev))
         return cls(model.compile_modules() if compile else model)
 

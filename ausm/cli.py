@@ -28,16 +28,10 @@ def exit_code(e: BaseException) -> int:
 
 
 def pick_device(name: str = "auto"):
-    """``auto`` → CUDA if available, else MPS, else CPU; or the named device."""
-    import torch
+    """The CLI's ``--device`` (see :func:`ausm.device.resolve_device`)."""
+    from .device import resolve_device
 
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    return resolve_device(name)
 
 
 # -- segment ------------------------------------------------------------------------------------

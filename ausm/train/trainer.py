@@ -327,11 +327,12 @@ def _dist_info():
 
 
 def _training_device(tc: TrainConfig, local_rank: int) -> torch.device:
+    """Training never picks MPS by itself (``auto``: CUDA at this rank, else CPU)."""
+    from ..device import resolve_device
+
     if tc.device != "auto":
-        return torch.device(tc.device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+        return resolve_device(tc.device)
+    return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
 
 
 def _bn_layers_updating(model: torch.nn.Module) -> list:
