@@ -618,9 +618,12 @@ def cmd_train(args) -> int:
         args.config = None
     if args.config:
         try:
-            kw.update(json.loads(Path(args.config).read_text()))
-        except (OSError, json.JSONDecodeError) as e:
+            loaded = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"cannot read config {args.config}: {e}") from e
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{args.config}: a training config must be a JSON object, got {type(loaded).__name__}")
+        kw.update(loaded)
     for item in args.overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value")
@@ -633,10 +636,7 @@ def cmd_train(args) -> int:
             kw[k] = v
     if args.mode:
         kw["mode"] = args.mode
-    unknown = set(kw) - set(fields)
-    if unknown:
-        raise ConfigError(f"unknown training options {sorted(unknown)}")
-    tc = TrainConfig(**kw)
+    tc = TrainConfig.from_dict(kw)  # type-checked, before anything is written
     out = train(tc, resume=args.resume)
     if os.environ.get("RANK", "0") == "0":
         print(f"checkpoint: {out / 'last'}")

@@ -47,3 +47,36 @@ def test_paper_stage_recipe():
         assert all(x["lr"] == 1e-4 for x in s)
         assert {d["type"] for d in s[1]["datasets"]} == {"coco", "mose", "sav", "ytvis", "ovis"}
         assert "davis" in {d["type"] for d in s[2]["datasets"]}
+
+
+@pytest.mark.parametrize("override, words", [
+    ('steps="many"', ["steps", "integer"]), ("lr=abc", ["lr", "number"]), ("size=[224]", ["size", "[H, W]"]),
+    ("batch_size=-1", ["batch_size", ">= 1"]), ("prompt_prob=2", ["prompt_prob", "[0, 1]"]),
+    ("mode=fast", ["mode", "parallel"]), ('exhaustive="yes"', ["exhaustive", "true or false"]),
+    ("size=[200,320]", ["multiples of 32"]), ("lr_drop_at=0", ["lr_drop_at"]),
+    ('datasets=[{"type":"duts","weight":"x"}]', ["datasets[0].weight"]),
+    ('datasets=[{"type":"davis","clip":{"exhaustive":"yes"}}]', ["datasets[0].clip.exhaustive"]),
+])
+def test_bad_training_options_exit_3_before_anything_is_written(override, words, tmp_path, capsys):
+    from ausm.cli import main
+
+    out = tmp_path / "run"
+    rc = main(["train", str(CONFIGS[0]), override, f"out={out}"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert rc == 3 and len(lines) == 1 and "Traceback" not in err, err
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    assert not out.exists()
+
+
+def test_a_config_that_is_not_an_object(tmp_path, capsys):
+    from ausm.cli import main
+
+    p = tmp_path / "list.json"
+    p.write_text("[1, 2]")
+    assert main(["train", str(p), f"out={tmp_path / 'run'}"]) == 3
+    assert "JSON object" in capsys.readouterr().err and not (tmp_path / "run").exists()
+    from ausm.train.trainer import TrainConfig
+    tc = TrainConfig.from_dict({"size": [64, 96], "lr": 1})
+    assert tc.size == (64, 96) and isinstance(tc.lr, float)

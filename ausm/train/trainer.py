@@ -81,6 +81,100 @@ class TrainConfig:
     device: str = "auto"  # auto: CUDA (rank's local GPU) if available, else CPU
     bf16: bool = True  # bf16 autocast on CUDA GPUs that support it (never fp16 on CPU)
 
+    def __post_init__(self):
+        self.validate()
+
+    @classmethod
+    def from_dict(cls, d) -> "TrainConfig":
+        """A config from a JSON object, every field type-checked (ints stay ints, ``[H, W]`` → a tuple).
+
+        Raises:
+            ConfigError: not an object, unknown keys, a wrong type or an out-of-range value (one line).
+        """
+        if not isinstance(d, dict):
+            raise ConfigError(f"a training config must be a JSON object, got {type(d).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - set(fields))
+        if unknown:
+            raise ConfigError(f"unknown training options {unknown}; known: {sorted(fields)}")
+        return cls(**{k: _check_type(k, v, fields[k].type) for k, v in d.items()})
+
+    def validate(self) -> None:
+        """Ranges and enums of every field.
+
+        Raises:
+            ConfigError: the first bad value, in one line.
+        """
+        for f in dataclasses.fields(self):  # constructed directly (not from JSON): types too
+            setattr(self, f.name, _check_type(f.name, getattr(self, f.name), f.type))
+        at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "clip_len": 1, "max_stride": 1, "num_points": 1,
+                    "ckpt_every": 1, "log_every": 1, "max_nonfinite": 1, "dist_timeout_s": 1, "max_steps": 0,
+                    "warmup": 0, "keep_every": 0, "vis_every": 0, "threads": 0, "davis_year": 2016}
+        for k, lo in at_least.items():
+            if getattr(self, k) < lo:
+                raise ConfigError(f"training option {k} must be >= {lo}, got {getattr(self, k)}")
+        for k in ("lr",):
+            if not getattr(self, k) > 0:
+                raise ConfigError(f"training option {k} must be > 0, got {getattr(self, k)}")
+        for k in ("backbone_lr_mult", "weight_decay", "clip_grad"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"training option {k} must be >= 0, got {getattr(self, k)}")
+        for k in ("prompt_prob", "detect_only_prob"):
+            if not 0 <= getattr(self, k) <= 1:
+                raise ConfigError(f"training option {k} must be in [0, 1], got {getattr(self, k)}")
+        if not 0 < self.lr_drop_at <= 1:
+            raise ConfigError(f"training option lr_drop_at must be in (0, 1], got {self.lr_drop_at}")
+        if self.mode not in ("parallel", "iterative"):
+            raise ConfigError(f"training option mode must be 'parallel' or 'iterative', got {self.mode!r}")
+        if len(self.size) != 2 or any(v <= 0 or v % 32 for v in self.size):
+            raise ConfigError(f"training option size must be [H, W], positive multiples of 32, got {list(self.size)}")
+        for i, spec in enumerate(self.datasets):
+            if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+                raise ConfigError(f"datasets[{i}] must be an object with a 'type' string, got {spec!r}")
+            w = spec.get("weight", 1.0)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
+                raise ConfigError(f"datasets[{i}].weight must be a number >= 0, got {w!r}")
+            for key, val in (spec.get("clip") or {}).items():
+                if key in ("exhaustive",) and not isinstance(val, bool):
+                    raise ConfigError(f"datasets[{i}].clip.{key} must be true or false, got {val!r}")
+
+
+def _check_type(name: str, value, annotation: str):
+    """``value`` checked against a field annotation (``from __future__`` strings: int, float, bool, str,
+    dict, list, tuple[int, int]); returns it (ints accepted for floats, a 2-list for the tuple).
+
+    Raises:
+        ConfigError: a wrong type.
+    """
+    ann = str(annotation)
+    def bad(what):
+        return ConfigError(f"training option {name} must be {what}, got {value!r}")
+    if ann == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+    elif ann == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad("an integer")
+    elif ann == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad("a number")
+        value = float(value)
+    elif ann == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+    elif ann == "dict":
+        if not isinstance(value, dict):
+            raise bad("an object")
+    elif ann == "list":
+        if not isinstance(value, list):
+            raise bad("a list")
+    elif ann.startswith("tuple"):
+        if not isinstance(value, (list, tuple)) or len(value) != 2 or \
+                any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise bad("[H, W] (two integers)")
+        value = tuple(value)
+    return value
+
 
 def run_model(model: AUSMModel, frames, track_ids, track_active, hist_masks, mode: str = "parallel") -> Prediction:
     """Forward a teacher-forced batch in ``parallel`` (Algorithm 2) or ``iterative`` mode (the
