@@ -16,6 +16,7 @@ import torch
 
 from .config import AUSMConfig
 from .errors import CheckpointError, ConfigError
+from .io.atomic import apply_umask
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -41,6 +42,7 @@ def save_model(model, directory, extra_files: dict[str, str] | None = None) -> P
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+    apply_umask(tmp, folder=True)
     try:
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "ausm_config": model.cfg.to_json()})

@@ -360,6 +360,7 @@ def cmd_segment(args) -> int:
         raise InputError("give --out OUTPUT_FOLDER")
     from .inference.resume import PartialRun
     from .io import MaskPrompts, is_live_spec, open_source, parse_formats, source_name
+    from .io.atomic import apply_umask
     from .io.paths import check_output_separate
 
     formats = parse_formats(args.format)
@@ -451,6 +452,7 @@ def cmd_segment(args) -> int:
             tmp = partial.work
         else:
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+            apply_umask(tmp, folder=True)  # it becomes --out
         start = 0
         if snapshot is not None:
             start = int(snapshot[1]["input_index"])

@@ -38,7 +38,7 @@ def objects_jf(r):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", default="docs/bench/lite")
-    ap.add_argument("--runs", nargs="+", default=["runs/lite-stage1", "runs/lite-stage2"])
+    ap.add_argument("--runs", nargs="+", default=["runs/lite-stage1", "runs/lite-stage2", "runs/lite-stage3"])
     ap.add_argument("--ckpt", default="ausm/weights/ausm-lite")
     ap.add_argument("--step", required=True, help="which checkpoint is shipped, in words")
     ap.add_argument("--extra", default=None, help="a markdown file appended (studies, notes)")
@@ -64,8 +64,9 @@ def main():
         c = load(Path(run, "heldout_curve.json")) or {}
         for step in sorted(c, key=int):
             v = c[step]
-            curves.append(f"| {Path(run).name} | {step} | {pct(v.get('davis_J&F-Mean'))} | "
-                          f"{v.get('duts_mask_iou', 0):.1f} | {v.get('duts_box_iou', 0):.1f} | {v.get('duts_point_iou', 0):.1f} |")
+            duts = " | ".join(f"{v[k]:.1f}" if k in v else "" for k in ("duts_mask_iou", "duts_box_iou", "duts_point_iou"))
+            curves.append(f"| {Path(run).name} | {step} | {pct(v.get('davis_J&F-Mean'))} | {duts} | "
+                          f"{pct(v.get('multi_J&F-Mean'))} |")
     duts_line = (f"| mask prompt on frame 0 of a 3-frame still clip, IoU at frame 2 | {duts['mask_iou']:.1f} |\n"
                  f"| box prompt (tight box), IoU on frame 0 | {duts['box_iou']:.1f} |\n"
                  f"| one positive point (farthest from the boundary), IoU on frame 0 | {duts['point_iou']:.1f} |"
@@ -85,7 +86,7 @@ Preset `ausm-lite` (`ausm/config.py`): frame encoder = **EfficientNet-Lite0 with
 package; frozen BatchNorm; stem and stride-4 blocks frozen) + FPN (D = {cfg['hidden_dim']} at stride 8,
 {cfg['fine_dim']} channels at stride 4, {cfg['mask_dim']}-channel mask features); History Compressor {cfg['compressor_layers']} layers
 (Mamba d_state {cfg['mamba_d_state']}, spatial attention, FFN {cfg['compressor_ffn']}); History Decoder {cfg['history_decoder_layers']} layers (cross-attention);
-Pixel Decoder {cfg['pixel_decoder_layers']} layers; {cfg['num_queries']} detection queries; **{cfg['num_ids']} ID vectors** (at most {cfg['num_ids']} objects per
+Pixel Decoder {cfg['pixel_decoder_layers']} layers{", track queries = ID vector + G_t pooled over the object's history mask (`track_query_from_history`, docs/DESIGN.md)" if cfg.get("track_query_from_history") else ""}; {cfg['num_queries']} detection queries; **{cfg['num_ids']} ID vectors** (at most {cfg['num_ids']} objects per
 stream); class heads: agnostic + `shapes` (6 classes of the generated clips). Input: shorter side
 {cfg['input_short_side']} px (480p → 192×352), normalisation (x − 127) / 128 as the weights were trained.
 4.8 M parameters.
@@ -124,20 +125,26 @@ Per sequence (J&F; streaming semi with J and F; `--finetune 40`; unsupervised):
 
 ## Training
 
-Two stages from the ImageNet backbone (docs/TRAINING.md, "ausm-lite recipe"): stage 1 = 2,000 steps of
+Three stages from the ImageNet backbone (docs/TRAINING.md, "ausm-lite recipe"): stage 1 = 2,000 steps of
 DUTS-TR / DAVIS-2016-train-frame pseudo-videos + generated multi-object clips (T = 3); stage 2 = 1,200 steps
-on DAVIS-2016 train videos + DUTS pseudo-videos + generated clips (T = 4). 192×320 crops, batch 2, AdamW.
-Compute: ~95 min on 2 CPU cores of an AMD EPYC VM (float32), no GPU. Held-out curve (never DAVIS val:
-DAVIS-2016 train `bear, dance-jump, motocross-bumps, stroller` at 240p, and the first 100 of the 300
-held-out DUTS pairs), plot `docs/img/lite_training.png`:
+on DAVIS-2016 train videos + DUTS pseudo-videos + generated clips (T = 4); stage 3 = 2,400 steps that teach
+the model to tell several prompted objects apart: copy-paste clips (DUTS objects, some duplicated, pasted on
+DAVIS-2016 train videos and DUTS pseudo-videos) + generated clips with 2–5 objects + DAVIS-2016 train (T = 4),
+with the history-pooled track queries added. 192×320 crops, batch 2, AdamW.
+Compute: ~2.5 h on 2 CPU cores of an AMD EPYC VM (float32), no GPU. Held-out curve (never DAVIS val:
+DAVIS-2016 train `bear, dance-jump, motocross-bumps, stroller` at 240p, the first 100 of the 300
+held-out DUTS pairs, and the multi-object held-out videos of `scripts/eval_checkpoints.py --multi`:
+4 generated outdoor scenes + 4 held-out DAVIS train videos with 2 held-out DUTS objects pasted on, every
+object prompted on its first frame), plot `docs/img/lite_training.png`:
 
-| run | step | DAVIS train held-out J&F | DUTS mask→frame 2 IoU | DUTS box IoU | DUTS point IoU |
-|---|---|---|---|---|---|
+| run | step | DAVIS train held-out J&F | DUTS mask→frame 2 IoU | DUTS box IoU | DUTS point IoU | multi-object held-out J&F |
+|---|---|---|---|---|---|---|
 {chr(10).join(curves)}
 
 ![training curve](img/lite_training.png)
 
-Reproduce: `ausm train configs/lite_stage1.json && ausm train configs/lite_stage2.json`, then
+Reproduce: `ausm train configs/lite_stage1.json && ausm train configs/lite_stage2.json && ausm train
+configs/lite_stage3.json`, then
 `python scripts/eval_checkpoints.py RUN --davis-root ... --duts-root ...` to select, and
 `bash scripts/measure_default.sh RUN/last` for the numbers above.
 
@@ -155,8 +162,9 @@ These weights inherit the research / non-commercial terms of DUTS and DAVIS.
 
 - 192-px internal resolution: thin parts and boundaries are coarse (F below J); `input_short_side` can be
   raised in `config.json` at a speed cost.
-- Trained on single-object DAVIS-2016 and salient-object photos plus generated shapes: multi-object real
-  scenes (DAVIS-2017, YouTube-VOS) and the `shapes` class head on real video are untested territory.
+- Trained on single-object DAVIS-2016, salient-object photos, pasted objects and generated shapes:
+  multi-object real scenes (DAVIS-2017, YouTube-VOS) and the `shapes` class head on real video are
+  untested territory.
 - At most {cfg['num_ids']} objects per stream (ID vectors).
 """
     if a.extra and Path(a.extra).exists():

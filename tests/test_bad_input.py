@@ -290,3 +290,18 @@ def test_out_never_writes_into_an_input(where, clip, data, small_ckpt, tmp_path,
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "nothing was written" in lines[0], err
     assert _tree(root) == before and not (frames / "masks").exists()
+
+
+def test_outputs_follow_the_umask(data, small_ckpt, tmp_path, capsys):
+    import os
+    import stat
+    old = os.umask(0o022)
+    try:
+        out = tmp_path / "out"
+        rc, err = run(capsys, small_ckpt, data / "rgb", "--prompt", data / "prompt.png", "--out", out)
+        assert rc == 0, err
+        modes = {str(p.relative_to(out)): (p.is_dir(), stat.S_IMODE(p.stat().st_mode)) for p in out.rglob("*")}
+        assert stat.S_IMODE(out.stat().st_mode) == 0o755
+        assert len(modes) > 3 and all(m == (0o755 if d else 0o644) for d, m in modes.values()), modes
+    finally:
+        os.umask(old)

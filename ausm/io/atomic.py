@@ -8,6 +8,18 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(path, folder: bool = False) -> None:
+    """Give a file made by ``tempfile.mkstemp`` (mode 0600) or a folder made by ``mkdtemp`` (0700) the
+    mode a plain ``open`` / ``mkdir`` would give it under the process umask (0666 / 0777 & ~umask)."""
+    os.chmod(path, (0o777 if folder else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode: str = "w"):
     """``with atomic_open(path, "wb") as f: ...`` — ``path`` appears only if the block succeeds.
@@ -16,6 +28,7 @@ def atomic_open(path, mode: str = "w"):
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
     try:
+        apply_umask(tmp)
         with os.fdopen(fd, mode) as f:
             yield f
         os.replace(tmp, dest)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ausm.errors import InputError
 from ausm.io.masks import PALETTE_ARRAY, _as_id_array
+from .atomic import apply_umask
 
 __all__ = ["colorize", "overlay", "draw_labels", "OverlayWriter"]
 
@@ -267,6 +268,7 @@ class OverlayWriter:
         fmt = None if self.path.suffix else "mp4"
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=f".tmp{suffix}", dir=self.path.parent)
         os.close(fd)
+        apply_umask(tmp)
         self._tmp = tmp
         codec = _pick_codec()
         rate = Fraction(self.fps).limit_denominator(1001)
