@@ -91,6 +91,23 @@ def resolve_checkpoint(path_or_id: str | os.PathLike | None) -> Path:
                           f"{sorted(p.name for p in SHIPPED_DIR.glob('*') if p.is_dir())})")
 
 
+def _state_mismatch(own: dict, state: dict) -> str:
+    """One line summarising how ``state`` differs from a model's own state dict ("" when it fits)."""
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shape = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensors missing (e.g. {missing[0]})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
+    if shape:
+        k = shape[0]
+        parts.append(f"{len(shape)} of another shape (e.g. {k}: {tuple(state[k].shape)} in the file, "
+                     f"{tuple(own[k].shape)} by the config)")
+    return "; ".join(parts)
+
+
 def load_model(path_or_id=None, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
     """Load an :class:`~ausm.model.AUSMModel` safely (``safetensors``; no pickle), in eval mode.
 
@@ -128,10 +145,11 @@ def load_model(path_or_id=None, device: str | torch.device | None = None, dtype:
         model.cfg = cfg
     except Exception as e:  # e.g. a backbone type or backbone kwargs the installed transformers rejects
         raise CheckpointError(f"cannot build the model of config {cfile}: {type(e).__name__}: {e}") from e
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise CheckpointError(f"weights {wfile} do not match config {cfile}: {e}") from e
+    mismatch = _state_mismatch(model.state_dict(), state)
+    if mismatch:
+        raise CheckpointError(f"weights {wfile} do not match config {cfile}: {mismatch} (weights of another "
+                              "architecture, or a config.json edited by hand?)")
+    model.load_state_dict(state, strict=True)
     model.eval()
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)

@@ -166,8 +166,11 @@ def test_config_with_invalid_value(ckpt):
                                      {"compressor_layers": 2}])
 def test_weights_do_not_match_config(ckpt, changes):
     edit_config(ckpt, **changes)
-    with pytest.raises(CheckpointError, match="do not match config"):
+    with pytest.raises(CheckpointError, match="do not match config") as e:
         load_model(ckpt)
+    msg = str(e.value)
+    assert "\n" not in msg and len(msg) < 600, msg  # one summarised line, not torch's key list
+    assert any(w in msg for w in ("missing", "unexpected", "another shape")), msg
 
 
 @pytest.mark.parametrize("changes", [{"backbone_type": "no_such_backbone"},
