@@ -89,3 +89,34 @@ def test_box_and_points_must_lie_in_the_frame(small_model):
     s2.step(f)
     with pytest.raises(InputError, match="outside"):
         s2.add_prompt(1, 2, points=[(200, 10)])
+
+
+def _png_header_only(path, w, h):
+    """A PNG whose header declares w×h pixels (no real image data): decoding it would be the attack."""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 10))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("w, h, word", [(100_000, 100_000, "decompression bomb"), (12_000, 12_000, "12000x12000")])
+def test_huge_images_are_refused_from_their_header(w, h, word, tmp_path, capsys):
+    from PIL import Image
+
+    from ausm.cli import main
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    _png_header_only(frames / "00000.png", w, h)
+    good = tmp_path / "good"
+    good.mkdir()
+    Image.fromarray(U8).save(good / "00000.png")
+    _png_header_only(tmp_path / "mask.png", w, h)
+    for argv in ([str(frames), "--unprompted"], [str(good), "--prompt", str(tmp_path / "mask.png")]):
+        rc = main(["segment", *argv, "--out", str(tmp_path / "out"), "--quiet"])
+        err = capsys.readouterr().err
+        assert rc == 2 and err.count("error:") == 1 and word in err, err
+        assert not (tmp_path / "out").exists()

@@ -27,12 +27,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..io.inputs import check_geometric_in_frame, frame_to_tensor, prompt_mask_to_bool
+from ..io.inputs import MAX_FRAME_PIXELS, check_geometric_in_frame, frame_to_tensor, prompt_mask_to_bool
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 
 
-#: Frames above this many pixels are refused (8K UHD is 33 MP); the model resizes every frame anyway.
-MAX_FRAME_PIXELS = 80_000_000
 
 
 #: :meth:`Session.state_dict` format; 2 stores the Mamba states state-major (L, d_state, d_inner)

@@ -21,12 +21,20 @@ inside it.
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 import torch
+from PIL import Image
 
 from ..errors import InputError
 
-__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_geometric_in_frame"]
+__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_geometric_in_frame", "open_image", "MAX_FRAME_PIXELS"]
+
+#: Frames and masks above this many pixels are refused, from their header, before decoding (8K UHD is
+#: 33 MP); the model resizes every frame to a few hundred pixels anyway.
+MAX_FRAME_PIXELS = 80_000_000
 
 _FLOAT_TOL = 1e-3  # rounding slack on the [0, 1] range of floating-point frames
 
@@ -111,3 +119,26 @@ def check_geometric_in_frame(kind: str, data, size: tuple[int, int], what: str =
         for x, y in np.asarray(data, np.float64).reshape(-1, 2):
             if not (0 <= x < W and 0 <= y < H):
                 raise InputError(f"{names[1]} {x:g},{y:g} lies outside the {W}x{H} (WxH) frames of {what}")
+
+
+@contextlib.contextmanager
+def open_image(path, what: str = "image"):
+    """``with open_image(p) as im:`` — PIL's lazy open with the size checked from the header first: an
+    image above :data:`MAX_FRAME_PIXELS` (or a decompression bomb) is refused before it is decoded.
+
+    Raises:
+        InputError: too many pixels; OSError / ValueError from PIL pass through (the caller names the file).
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below decides
+        try:
+            im = Image.open(path)
+        except Image.DecompressionBombError as e:
+            raise InputError(f"{what} {path} declares more than {MAX_FRAME_PIXELS // 10**6} megapixels in its "
+                             f"header (a decompression bomb?): refused without decoding") from e
+    with im:
+        w, h = im.size
+        if w * h > MAX_FRAME_PIXELS:
+            raise InputError(f"{what} {path} is {w}x{h} pixels, more than {MAX_FRAME_PIXELS // 10**6} megapixels: "
+                             "refused before decoding; downscale it first (e.g. ffmpeg -vf scale=-2:1080)")
+        yield im

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ausm.errors import InputError
+from ausm.io.inputs import open_image
 from ausm.io.atomic import atomic_open
 
 __all__ = [
@@ -201,7 +202,7 @@ def load_prompt_mask(
     if not p.is_file():
         raise InputError(f"prompt mask file does not exist: {p}")
     try:
-        with Image.open(p) as im:
+        with open_image(p, "prompt mask") as im:
             im.load()
             mode = im.mode
             if mode in ("P", "PA"):

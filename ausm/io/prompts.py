@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ausm.errors import InputError
+from ausm.io.inputs import open_image
 from ausm.io.masks import check_mask_size, fit_mask_to_size, load_prompt_mask
 from ausm.io.video import IMAGE_EXTENSIONS, natural_sort_key
 
@@ -103,8 +104,10 @@ class MaskPrompts:
         resized = {}
         for f in plan.values():
             try:
-                with Image.open(f) as im:
+                with open_image(f, "prompt mask") as im:
                     w, h = im.size
+            except InputError:
+                raise
             except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
                 raise InputError(f"cannot read prompt mask {f}: {e}") from e
             if check_mask_size((h, w), size, what=f"prompt mask {f}"):

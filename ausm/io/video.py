@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ausm.errors import InputError
+from ausm.io.inputs import open_image
 
 __all__ = ["IMAGE_EXTENSIONS", "natural_sort_key", "image_to_rgb", "FrameReader", "read_frames", "read_rgb_frames"]
 
@@ -196,8 +197,10 @@ class FrameReader:
         first: Path | None = None
         for f in files:
             try:
-                with Image.open(f) as im:
+                with open_image(f, "frame image") as im:  # headers only: sizes checked before decoding
                     w, h = im.size
+            except InputError:
+                raise
             except (UnidentifiedImageError, OSError, ValueError) as e:
                 raise _undecodable_frame(f, e) from e
             if size is None:
@@ -215,8 +218,10 @@ class FrameReader:
     def _iter_folder(self) -> Iterator[np.ndarray]:
         for f in self._files:
             try:
-                with Image.open(f) as im:
+                with open_image(f, "frame image") as im:
                     arr = image_to_rgb(im)
+            except InputError:
+                raise
             except (UnidentifiedImageError, OSError, ValueError) as e:
                 raise _undecodable_frame(f, e) from e
             if arr.shape[:2] != self.size:
@@ -337,8 +342,10 @@ def read_rgb_frames(paths, what: str = "video") -> np.ndarray:
     out = []
     for p in paths:
         try:
-            with Image.open(p) as im:
+            with open_image(p, "frame image") as im:
                 out.append(image_to_rgb(im))
+        except InputError:
+            raise
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise InputError(f"cannot read frame {p} ({_reason(e)}): the file is truncated or corrupt; "
                              "replace or remove it") from e
