@@ -96,6 +96,32 @@ def _check_geometric(geo, size: tuple[int, int], num_frames: int | None, what: s
         check_geometric_in_frame(kind, data, size, what, names=("--prompt-box", "--prompt-point"))
 
 
+def _check_snapshot_meta(meta: dict, inputs: list, readers: list, path) -> None:
+    """A resume snapshot must fit the inputs it claims: its input index, frame (≤ the input's frame
+    count when known), the per-input summaries done so far and the session's own frame index.
+
+    Raises:
+        InputError: naming the snapshot and the field that does not fit.
+    """
+    def bad(what):
+        return InputError(f"--resume: the snapshot {path} does not fit the inputs ({what}); run without --resume")
+    i, k, done = meta.get("input_index"), meta.get("frame"), meta.get("done")
+    if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i <= len(inputs):
+        raise bad(f"input index {i!r} of {len(inputs)} inputs")
+    if not isinstance(k, int) or isinstance(k, bool) or k < 0:
+        raise bad(f"frame {k!r}")
+    if not isinstance(done, list) or len(done) != i:
+        raise bad(f"{len(done) if isinstance(done, list) else done!r} finished inputs before input {i}")
+    if i < len(inputs):
+        num = readers[i].num_frames
+        if num is not None and k > num:
+            raise bad(f"frame {k} is past the end of {inputs[i]} ({num} frames)")
+        sess = meta.get("session")
+        if k > 0 and (not isinstance(sess, dict) or sess.get("frame_idx") != k):
+            raise bad(f"the session state is at frame {sess.get('frame_idx') if isinstance(sess, dict) else None}, "
+                      f"the snapshot at {k}")
+
+
 def _input_options(items) -> dict:
     opts = {}
     for item in items or []:
@@ -368,6 +394,9 @@ def cmd_segment(args) -> int:
     masks = [MaskPrompts(p) for p in (args.prompt or [])]
     if not masks and not geo and not args.unprompted:
         raise InputError("give --prompt MASK.png | MASK_FOLDER, --prompt-box, --prompt-point or --unprompted")
+    if (masks or geo) and args.unprompted and not args.quiet:
+        print("note: prompts and --unprompted: tracking the prompted objects and discovering new ones too",
+              file=sys.stderr)
     inputs = [str(i) for i in args.input]
     if len(masks) not in (0, 1, len(inputs)):
         raise InputError(f"give one --prompt for all inputs or one per input ({len(inputs)} inputs, "
@@ -426,6 +455,7 @@ def cmd_segment(args) -> int:
                 print(f"note: --resume: no snapshot in {partial.root}; starting from the beginning", file=sys.stderr)
             else:
                 meta = snapshot[1]
+                _check_snapshot_meta(meta, inputs, readers, partial.snapshot_path)
                 print(f"note: --resume: continuing {inputs[meta['input_index']]} from frame {meta['frame']}",
                       file=sys.stderr)
     model = load_model(args.checkpoint, device=device)
@@ -561,7 +591,9 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
                    help="0-based frame of the box / point prompts (default 0)")
     g.add_argument("--obj-id", type=int, default=None, metavar="N",
                    help="object id of the first box / point prompt (default 1)")
-    g.add_argument("--unprompted", action="store_true", help="detect and track objects without a prompt")
+    g.add_argument("--unprompted", action="store_true",
+                   help="detect and track objects without a prompt; together with prompts: track the prompted "
+                        "objects and also discover new ones")
     g.add_argument("--replay", action="store_true",
                    help="test-time replay: run forward, backward, forward and keep the last pass (paper Table 3); "
                         "file/folder inputs, prompts on frame 0 only")

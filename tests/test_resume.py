@@ -284,6 +284,33 @@ def test_ctrl_c_keeps_the_snapshot_and_resume_finishes_several_inputs(two_clips,
     assert_same_outputs(tmp_path / "ref", out)
 
 
+@pytest.mark.parametrize("edit, word", [({"frame": 999}, "past the end"), ({"input_index": 5}, "input index"),
+                                        ({"done": []}, "finished inputs"), ({"frame": -1}, "frame -1")])
+def test_resume_refuses_a_snapshot_that_does_not_fit(edit, word, two_clips, small_ckpt, tmp_path, capsys,
+                                                      monkeypatch):
+    a, b = two_clips
+    common = [a, b, "--unprompted", "--checkpoint", small_ckpt, "--quiet", "--snapshot-every", "3", "--no-overlay"]
+    out = tmp_path / "out"
+    calls = {"n": 0}
+    step = Session.step
+
+    def interrupted(self, frame):
+        calls["n"] += 1
+        if calls["n"] == 8 + 5:
+            raise KeyboardInterrupt
+        return step(self, frame)
+
+    monkeypatch.setattr(Session, "step", interrupted)
+    assert main(["segment", *map(str, common), "--out", str(out)]) == 130
+    monkeypatch.setattr(Session, "step", step)
+    snap = out / PARTIAL_DIRNAME / "snapshot.safetensors"
+    tensors, meta = load_snapshot(snap)
+    save_snapshot(snap, tensors, {k: v for k, v in {**meta, **edit}.items() if k != "format"})
+    capsys.readouterr()
+    assert main(["segment", *map(str, common), "--out", str(out), "--resume"]) == 2
+    assert word in one_error_line(capsys.readouterr().err)
+
+
 def test_resume_without_snapshot_starts_from_the_beginning(two_clips, small_ckpt, tmp_path, capsys):
     a, _ = two_clips
     common = [a, "--unprompted", "--checkpoint", small_ckpt, "--quiet", "--no-overlay"]
