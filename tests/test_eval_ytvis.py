@@ -71,7 +71,7 @@ def test_video_iou_sums_over_frames_and_handles_none():
     gt = gt_json([(1, 1, [A, A, None], 0)])
     shifted = np.roll(A, 5, axis=1)  # half of A
     res = [result(1, 1, 0.9, [None, shifted, A])]
-    videos, _, gts = _parse_gt(gt)
+    videos, _, gts, _ = _parse_gt(gt)
     dts = _parse_results(copy.deepcopy(res), videos)
     # frame 0: gt only (100), frame 1: 50 shared of 150, frame 2: detection only (100)
     assert video_iou_matrix(dts, gts)[0, 0] == 50 / 350
@@ -176,6 +176,20 @@ def test_bad_input(tmp_path):
     assert evaluate_ytvis(gt, [])["stats"][0] == 0  # no results at all: AP 0
 
 
+@pytest.mark.parametrize("res, word", [
+    (result(1, 1, float("nan"), [A, A, A]), "non-finite score"),
+    (result(1, 9, 0.9, [A, A, A]), "category_id 9"),
+    (result(1, 1, 0.9, [A] * 10), "10 segmentations for a video of 3 frames"),
+    (result(1, 1, 0.9, []), "non-empty list"),
+    ({**result(1, 1, 0.9, [A, A, A]), "segmentations": [{"size": [H, W], "counts": "@@@@@@"}] * 3}, "invalid RLE"),
+])
+def test_malformed_results_are_refused(res, word):
+    """As strict as the official tools' reading: the video and the field are named (issue #15)."""
+    gt = gt_json([(1, 1, [A, A, A], 0)])
+    with pytest.raises(InputError, match=word):
+        evaluate_ytvis(gt, [res])
+
+
 def run_cli(argv):
     p = argparse.ArgumentParser()
     add_eval_parser(p.add_subparsers(dest="command", required=True))
@@ -204,3 +218,9 @@ def test_real_youtube_vis_sample():
     assert res["stats"] == pytest.approx(OFFICIAL_SAMPLE, abs=1e-6)
     assert res["num_results"] == 9 and res["num_videos"] == 1
     assert res["precision"].shape == (10, 101, 40, 4, 3)
+
+
+def test_eval_davis_refuses_bad_workers(tmp_path, capsys):
+    from ausm.cli import main
+    assert main(["eval", "davis", "--gt-root", str(tmp_path), "--pred", str(tmp_path), "--workers", "-3"]) == 2
+    assert "--workers must be >= 1" in capsys.readouterr().err

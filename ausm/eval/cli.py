@@ -14,8 +14,11 @@ __all__ = ["add_eval_parser", "cmd_eval_davis", "cmd_eval_ytvis", "main"]
 
 
 def cmd_eval_davis(args) -> int:
+    from ..errors import InputError
     from .davis import evaluate_davis, format_table, write_json
 
+    if args.workers < 1:
+        raise InputError(f"--workers must be >= 1, got {args.workers}")
     res = evaluate_davis(args.gt_root, args.pred, task=args.task, split=args.set, year=args.year,
                          resolution=args.resolution, sequences=args.sequences, layout=args.layout,
                          max_proposals=args.max_proposals or None, workers=args.workers,

@@ -131,6 +131,7 @@ def _parse_gt(gt: dict):
             raise InputError(f"ground truth has no {key!r} list")
     try:
         videos = {v["id"]: (int(v["height"]), int(v["width"])) for v in gt["videos"]}
+        lengths = {v["id"]: int(v.get("length") or len(v.get("file_names") or [])) or None for v in gt["videos"]}
         cat_ids = sorted({c["id"] for c in gt["categories"]})
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"ground truth videos / categories are malformed: {e!r}") from e
@@ -157,10 +158,12 @@ def _parse_gt(gt: dict):
         avg = float(np.array(listed).mean()) if listed else 0
         crowd = int(ann.get("iscrowd", 0) or 0)
         tracks.append(_Track(ann_id, vid, cat, 0.0, crowd, bool(crowd), rles, areas, avg))
-    return videos, cat_ids, tracks
+    return videos, cat_ids, tracks, lengths
 
 
-def _parse_results(results, videos: dict) -> list[_Track]:
+def _parse_results(results, videos: dict, cat_ids=None, lengths=None) -> list[_Track]:
+    """Results checked as strictly as the official tools read them: finite scores, known categories,
+    one segmentation per frame of the video (when the ground truth gives its length), valid RLEs."""
     if isinstance(results, dict) and isinstance(results.get("annotations"), list):
         results = results["annotations"]
     if not isinstance(results, list):
@@ -177,11 +180,18 @@ def _parse_results(results, videos: dict) -> list[_Track]:
             raise InputError(f"result #{n} lacks {e}") from e
         except (TypeError, ValueError) as e:
             raise InputError(f"result #{n} has an invalid score: {e}") from e
+        if not np.isfinite(score):
+            raise InputError(f"result #{n} (video {vid}) has a non-finite score {score}")
         if vid not in videos:
             unknown.add(vid)
             continue
-        if not isinstance(segs, list):
-            raise InputError(f"result #{n}: 'segmentations' must be a list (one entry per frame)")
+        if cat_ids is not None and cat not in cat_ids:
+            raise InputError(f"result #{n} (video {vid}): category_id {cat!r} is not a ground-truth category")
+        if not isinstance(segs, list) or not segs:
+            raise InputError(f"result #{n} (video {vid}): 'segmentations' must be a non-empty list (one entry per frame)")
+        num = (lengths or {}).get(vid)
+        if num is not None and len(segs) != num:
+            raise InputError(f"result #{n} (video {vid}): {len(segs)} segmentations for a video of {num} frames")
         h, w = videos[vid]
         rles = [_to_rle(s, h, w, f"result #{n} frame {t}") for t, s in enumerate(segs)]
         for t, rle in enumerate(rles):
@@ -191,7 +201,14 @@ def _parse_results(results, videos: dict) -> list[_Track]:
         present_t = [t for t, x in enumerate(rles) if x is not None]
         areas = np.zeros(len(rles), dtype=np.int64)
         if present_t:
-            areas[present_t] = mu.area([rles[t] for t in present_t])
+            try:
+                areas[present_t] = mu.area([rles[t] for t in present_t])
+            except Exception as e:  # pycocotools on malformed counts
+                raise InputError(f"result #{n} (video {vid}): invalid RLE counts: {e}") from e
+            if (areas < 0).any() or (areas > h * w).any():
+                t = int(np.nonzero((areas < 0) | (areas > h * w))[0][0])
+                raise InputError(f"result #{n} (video {vid}) frame {t}: invalid RLE counts (area {areas[t]} for a "
+                                 f"{h}x{w} frame)")
         listed = [a for a in areas[present_t].tolist() if a]
         avg = float(np.array(listed).mean()) if listed else 0
         tracks.append(_Track(n + 1, vid, cat, score, 0, False, rles, areas, avg))
@@ -350,8 +367,8 @@ def evaluate_ytvis(gt, results, params: Params | None = None, return_arrays: boo
         gt = load_json(gt, "ground-truth file")
     if isinstance(results, (str, Path)):
         results = load_json(results, "results file")
-    videos, cat_ids, gts = _parse_gt(gt)
-    dts = _parse_results(results, videos)
+    videos, cat_ids, gts, lengths = _parse_gt(gt)
+    dts = _parse_results(results, videos, set(cat_ids), lengths)
     vid_ids = sorted(videos)
     cat_set = set(cat_ids)
     by_g: dict = {}
