@@ -17,7 +17,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 
 HELDOUT_KEYS = {"davis_J&F-Mean": "DAVIS train held-out J&F", "duts_mask_iou": "DUTS held-out mask→frame 2 IoU",
-                "duts_box_iou": "DUTS held-out box IoU", "duts_point_iou": "DUTS held-out point IoU"}
+                "duts_box_iou": "DUTS held-out box IoU", "duts_point_iou": "DUTS held-out point IoU",
+                "multi_J&F-Mean": "multi-object held-out J&F"}
 
 
 def _load_run(run: Path, offset: int):
@@ -57,10 +58,11 @@ def main():
     ax[0].legend()
     if curve:
         xs = sorted(curve)
-        keys = [key for key in (*HELDOUT_KEYS, "J&F-Mean", "J-Mean", "F-Mean") if all(key in curve[x] for x in xs)]
-        for key in keys:
-            ys = [curve[x][key] for x in xs]
-            ax[1].plot(xs, [100 * y if y <= 1 else y for y in ys], marker="o", label=HELDOUT_KEYS.get(key, key))
+        keys = [key for key in (*HELDOUT_KEYS, "J&F-Mean", "J-Mean", "F-Mean") if any(key in curve[x] for x in xs)]
+        for key in keys:  # each score over the checkpoints that have it
+            kx = [x for x in xs if key in curve[x]]
+            ys = [curve[x][key] for x in kx]
+            ax[1].plot(kx, [100 * y if y <= 1 else y for y in ys], marker="o", label=HELDOUT_KEYS.get(key, key))
         if a.baseline is not None:
             ax[1].axhline(a.baseline, color="gray", linestyle="--", label="copy first frame")
         ax[1].set_xlabel("step")
