@@ -12,6 +12,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from .errors import AUSMError, CheckpointError, ConfigError, InputError, TrainingError
@@ -94,6 +95,25 @@ def _check_geometric(geo, size: tuple[int, int], num_frames: int | None, what: s
         if num_frames is not None and frame >= num_frames:
             raise InputError(f"--frame {frame} is beyond the end of {what} ({num_frames} frames)")
         check_geometric_in_frame(kind, data, size, what, names=("--prompt-box", "--prompt-point"))
+
+
+_PID_FILE = ".ausm-pid"
+
+
+def _remove_stale_partials(out: Path) -> None:
+    """Remove ``.OUT.partial-*`` folders beside ``out`` left by runs that were killed (their process,
+    named in the folder's pid file, no longer exists); folders of live runs are left alone."""
+    for d in out.parent.glob(f".{out.name}.partial-*"):
+        try:
+            pid = int((d / _PID_FILE).read_text())
+            os.kill(pid, 0)
+            continue  # that run is alive
+        except ProcessLookupError:
+            pass
+        except (OSError, ValueError):
+            if (d / _PID_FILE).exists() or time.time() - d.stat().st_mtime < 3600:
+                continue  # unreadable pid file, or a folder too new to judge: keep it
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _check_snapshot_meta(meta: dict, inputs: list, readers: list, path) -> None:
@@ -481,8 +501,10 @@ def cmd_segment(args) -> int:
             partial.work.mkdir(parents=True, exist_ok=True)
             tmp = partial.work
         else:
+            _remove_stale_partials(out)
             tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
             apply_umask(tmp, folder=True)  # it becomes --out
+            (tmp / _PID_FILE).write_text(str(os.getpid()))
         start = 0
         if snapshot is not None:
             start = int(snapshot[1]["input_index"])
@@ -508,6 +530,7 @@ def cmd_segment(args) -> int:
                         f.write(("" if j == 0 else ",") + "\n" + json.dumps(entry))
                         j += 1
                 f.write("\n]\n")
+        (tmp / _PID_FILE).unlink(missing_ok=True)
         _move_into(tmp, out)
         ok = True
     except KeyboardInterrupt:
@@ -842,10 +865,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, a job scheduler ending the job): unwinds like Ctrl-C, so temporary outputs are
+    removed and a resumable run keeps its snapshot."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
+    import signal
+    import threading
+
     args = build_parser().parse_args(argv)
+    old = None
+    if threading.current_thread() is threading.main_thread():
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return args.func(args)
+    except _Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
@@ -860,6 +901,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
                   file=sys.stderr)
         return exit_code(e)
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 if __name__ == "__main__":

@@ -360,3 +360,30 @@ def test_two_runs_cannot_write_one_output_folder(two_clips, small_ckpt, tmp_path
         os.close(fd)
     assert "another ausm segment is writing" in one_error_line(capsys.readouterr().err)
     assert (out / PARTIAL_DIRNAME / "snapshot.safetensors").read_bytes() == b"the other run's"
+
+
+def test_sigterm_and_kill_leave_no_partial_folder(tmp_path):
+    """A non-resumable run (--replay) ended by SIGTERM cleans up at once (exit 143); one killed by
+    SIGKILL leaves its .OUT.partial-* folder, which the next run removes (its pid is gone)."""
+    from conftest import subprocess_env
+    frames = write_frames(tmp_path / "f", render_video(40, (48, 80), num_objects=2, seed=3).frames)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ausm", "segment", str(frames), "--unprompted", "--replay", "--checkpoint",
+           "ausm-tiny", "--out", str(out), "--no-overlay"]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        p = subprocess.Popen(cmd, env=subprocess_env(), stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".out.partial-*")) and time.time() < deadline and p.poll() is None:
+            time.sleep(0.05)
+        assert list(tmp_path.glob(".out.partial-*")), "the run never started writing"
+        p.send_signal(sig)
+        rc = p.wait(60)
+        if sig == signal.SIGTERM:
+            assert rc == 143 and "terminated" in p.stderr.read()
+            assert not list(tmp_path.glob(".out.partial-*")) and not out.exists()
+        else:
+            p.stderr.close()
+            assert list(tmp_path.glob(".out.partial-*"))  # kill -9 cannot clean up ...
+    assert subprocess.run(cmd, env=subprocess_env(), capture_output=True).returncode == 0
+    assert not list(tmp_path.glob(".out.partial-*")) and out.is_dir()  # ... the next run does
+    assert not (out / ".ausm-pid").exists()
