@@ -24,6 +24,10 @@ def test_box_picks_the_best_fitting_candidate_and_falls_back_to_the_box():
     assert q == 2
     sel, how, q = select_candidate(GeometricPrompt("box", np.array([0.0, 30.0, 10.0, 40.0])), m, scores)
     assert how == "fallback" and q is None and sel.sum() == 100 and sel[30:40, 0:10].all()
+    # two candidates fit the box (box IoU 1.0 and ~0.6): the model's confidence decides between them
+    box = GeometricPrompt("box", np.array([30.0, 20.0, 58.0, 38.0]))
+    assert select_candidate(box, m, torch.tensor([0.1, 0.2, 0.9]))[2] == 2
+    assert select_candidate(box, m, torch.tensor([0.1, 0.6, 0.5]))[2] == 1
 
 
 def test_points_contain_positives_and_exclude_negatives():

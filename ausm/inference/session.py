@@ -113,8 +113,12 @@ def select_candidate(prompt: GeometricPrompt, masks: torch.Tensor, scores: torch
             this IoU with the prompt box.
 
     Rules:
-        box — the candidate whose bounding box has the highest IoU with the box (ties: higher score);
-        fallback when no candidate reaches ``min_box_iou``: the filled box itself.
+        box — among the candidates whose bounding box has an IoU of at least ``min_box_iou`` with the
+        box, the one with the highest (box IoU + foreground score): the box says where, the score which
+        of several fitting candidates is a whole object (measured on 60 DUTS-TR *training* photos:
+        55.7 → 72.8 mean IoU for a stage-3 ausm-lite checkpoint, 83.9 either way for stage 2; box IoU
+        alone picked fragments that happened to span the box); fallback when no candidate reaches
+        ``min_box_iou``: the filled box itself.
         points — candidates containing every positive point and no negative point, the highest
         score wins; else the candidate maximising (#positives inside − #negatives inside), if that is
         positive; else fallback: disks of radius 2 % of the shorter side around the positive points.
@@ -133,7 +137,8 @@ def select_candidate(prompt: GeometricPrompt, masks: torch.Tensor, scores: torch
         iou = inter / (area + (x1 - x0) * (y1 - y0) - inter).clamp(min=1e-9)
         iou = torch.where(masks.flatten(1).any(1), iou, torch.full_like(iou, -1.0))
         if Q and float(iou.max()) >= min_box_iou:
-            best = int(torch.argmax(iou * 10 + scores.float().clamp(0, 1) * 1e-3))
+            fit = torch.where(iou >= min_box_iou, iou + scores.float().clamp(0, 1), torch.full_like(iou, -1.0))
+            best = int(torch.argmax(fit))
             return masks[best], "candidate", best
         out = torch.zeros(H, W, dtype=torch.bool)
         out[max(0, int(round(y0))):max(0, int(round(y1))), max(0, int(round(x0))):max(0, int(round(x1)))] = True
