@@ -201,7 +201,6 @@ def _lite() -> AUSMConfig:
         mamba_d_state=8,
         history_decoder_layers=2, history_decoder_heads=4, history_decoder_ffn=256, history_decoder_self_attn=False,
         pixel_decoder_layers=3, pixel_decoder_heads=4, pixel_decoder_ffn=512,
-        track_query_from_history=True,
         mask_dim=64, fine_dim=64,
         input_short_side=192, input_max_long_side=448,
         pixel_mean=IMAGENET_MEAN, pixel_std=IMAGENET_STD,
@@ -223,8 +222,15 @@ def _swin(name: str, embed_dim: int, depths: list[int], heads: list[int], window
     )
 
 
+def _lite_mo() -> AUSMConfig:
+    """ausm-lite with history-pooled track queries (``track_query_from_history``): the shipped
+    multi-object model (stage 3 of the lite recipe; issue #13)."""
+    return _lite().replace(name="ausm-lite-mo", track_query_from_history=True)
+
+
 PRESETS = {
     "ausm-lite": _lite,
+    "ausm-lite-mo": _lite_mo,
     "ausm-tiny": _tiny,
     "ausm-swin-t": lambda: _swin("ausm-swin-t", 96, [2, 2, 6, 2], [3, 6, 12, 24], 7),
     "ausm-swin-b": lambda: _swin("ausm-swin-b", 128, [2, 2, 18, 2], [4, 8, 16, 32], 12),

@@ -38,7 +38,7 @@ def objects_jf(r):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", default="docs/bench/lite")
-    ap.add_argument("--runs", nargs="+", default=["runs/lite-stage1", "runs/lite-stage2", "runs/lite-stage3"])
+    ap.add_argument("--runs", nargs="+", default=["runs/lite-stage1", "runs/lite-stage2"])
     ap.add_argument("--ckpt", default="ausm/weights/ausm-lite")
     ap.add_argument("--step", required=True, help="which checkpoint is shipped, in words")
     ap.add_argument("--extra", default=None, help="a markdown file appended (studies, notes)")
@@ -64,8 +64,8 @@ def main():
         c = load(Path(run, "heldout_curve.json")) or {}
         for step in sorted(c, key=int):
             v = c[step]
-            duts = " | ".join(f"{v[k]:.1f}" if k in v else "" for k in ("duts_mask_iou", "duts_box_iou", "duts_point_iou"))
-            curves.append(f"| {Path(run).name} | {step} | {pct(v.get('davis_J&F-Mean'))} | {duts} | "
+            ious = " | ".join(f"{v[k]:.1f}" if k in v else "" for k in ("duts_mask_iou", "duts_box_iou", "duts_point_iou"))
+            curves.append(f"| {Path(run).name} | {step} | {pct(v.get('davis_J&F-Mean'))} | {ious} | "
                           f"{pct(v.get('multi_J&F-Mean'))} |")
     duts_line = (f"| mask prompt on frame 0 of a 3-frame still clip, IoU at frame 2 | {duts['mask_iou']:.1f} |\n"
                  f"| box prompt (tight box), IoU on frame 0 | {duts['box_iou']:.1f} |\n"
@@ -125,17 +125,15 @@ Per sequence (J&F; streaming semi with J and F; `--finetune 40`; unsupervised):
 
 ## Training
 
-Three stages from the ImageNet backbone (docs/TRAINING.md, "ausm-lite recipe"): stage 1 = 2,000 steps of
+Two stages from the ImageNet backbone (docs/TRAINING.md, "ausm-lite recipe"): stage 1 = 2,000 steps of
 DUTS-TR / DAVIS-2016-train-frame pseudo-videos + generated multi-object clips (T = 3); stage 2 = 1,200 steps
-on DAVIS-2016 train videos + DUTS pseudo-videos + generated clips (T = 4); stage 3 = 2,400 steps that teach
-the model to tell several prompted objects apart: copy-paste clips (DUTS objects, some duplicated, pasted on
-DAVIS-2016 train videos and DUTS pseudo-videos) + generated clips with 2–5 objects + DAVIS-2016 train (T = 4),
-with the history-pooled track queries added. 192×320 crops, batch 2, AdamW.
-Compute: ~2.5 h on 2 CPU cores of an AMD EPYC VM (float32), no GPU. Held-out curve (never DAVIS val:
-DAVIS-2016 train `bear, dance-jump, motocross-bumps, stroller` at 240p, the first 100 of the 300
-held-out DUTS pairs, and the multi-object held-out videos of `scripts/eval_checkpoints.py --multi`:
-4 generated outdoor scenes + 4 held-out DAVIS train videos with 2 held-out DUTS objects pasted on, every
-object prompted on its first frame), plot `docs/img/lite_training.png`:
+on DAVIS-2016 train videos + DUTS pseudo-videos + generated clips (T = 4). 192×320 crops, batch 2, AdamW.
+Compute: ~95 min on 2 CPU cores of an AMD EPYC VM (float32), no GPU. (Stage 3, which makes
+`ausm-lite-mo`, is described below under "Session 5".) Held-out curve (never DAVIS val: DAVIS-2016 train
+`bear, dance-jump, motocross-bumps, stroller` at 240p, the first 100 of the 300 held-out DUTS pairs, and
+for stage 3 the multi-object held-out videos of `scripts/eval_checkpoints.py --multi`: 4 generated outdoor
+scenes + 4 held-out DAVIS train videos with 2 held-out DUTS objects pasted on, every object prompted on its
+first frame), plot `docs/img/lite_training.png`:
 
 | run | step | DAVIS train held-out J&F | DUTS mask→frame 2 IoU | DUTS box IoU | DUTS point IoU | multi-object held-out J&F |
 |---|---|---|---|---|---|---|
@@ -143,8 +141,8 @@ object prompted on its first frame), plot `docs/img/lite_training.png`:
 
 ![training curve](img/lite_training.png)
 
-Reproduce: `ausm train configs/lite_stage1.json && ausm train configs/lite_stage2.json && ausm train
-configs/lite_stage3.json`, then
+Reproduce: `ausm train configs/lite_stage1.json && ausm train configs/lite_stage2.json` (and
+`ausm train configs/lite_stage3.json` for `ausm-lite-mo`), then
 `python scripts/eval_checkpoints.py RUN --davis-root ... --duts-root ...` to select, and
 `bash scripts/measure_default.sh RUN/last` for the numbers above.
 

@@ -205,9 +205,19 @@ def test_shipped_default_loads():
     assert r[1].obj_ids == [4] and np.isfinite(r[1].scores).all()
 
 
+def test_shipped_multi_object_model_loads():
+    from ausm.data.synthetic import SHAPE_CLASSES, SHAPES_HEAD
+    m = load_model("ausm-lite-mo")
+    assert m.cfg == get_config("ausm-lite-mo", class_heads={SHAPES_HEAD: len(SHAPE_CLASSES)},
+                               class_names={SHAPES_HEAD: list(SHAPE_CLASSES)})
+    assert m.cfg.track_query_from_history and not load_model().cfg.track_query_from_history
+    assert (SHIPPED_DIR / "ausm-lite-mo" / WEIGHTS_NAME).stat().st_size <= 25 * 2 ** 20
+    assert float(m.pixel_decoder.pool_proj.weight.abs().sum()) > 0  # trained, not the zero init
+
+
 # ------------------------------------------------------------------ config validation
 def test_presets():
-    assert list_presets() == ["ausm-lite", "ausm-swin-b", "ausm-swin-t", "ausm-tiny"]
+    assert list_presets() == ["ausm-lite", "ausm-lite-mo", "ausm-swin-b", "ausm-swin-t", "ausm-tiny"]
     t = get_config("ausm-swin-t")
     assert (t.hidden_dim, t.num_queries, t.num_ids, t.compressor_layers, t.pixel_decoder_layers) == (256, 100, 100, 6, 9)
     assert get_config("ausm-tiny", num_ids=4).num_ids == 4

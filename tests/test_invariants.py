@@ -13,7 +13,9 @@ from ausm.train.trainer import run_model
 
 #: presets whose architecture the invariants are checked on: the ResNet tiny model and the default
 #: EfficientNet-Lite model (random init here; frozen BN, SAME padding, channels-last, fine_dim FPN)
-PRESETS = {"ausm-tiny": {}, "ausm-lite": {"backbone_pretrained": None, "hidden_dim": 64, "mask_dim": 32}}
+PRESETS = {"ausm-tiny": {}, "ausm-lite": {"backbone_pretrained": None, "hidden_dim": 64, "mask_dim": 32},
+           # the history-pooled track queries (Pixel Decoder reads G_t over M_{t-1}) on both paths
+           "ausm-lite-mo": {"backbone_pretrained": None, "hidden_dim": 64, "mask_dim": 32}}
 
 
 def small_model(dtype=torch.float32, seed=0, preset="ausm-tiny", **kw):
