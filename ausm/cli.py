@@ -15,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from .device import resolve_device
 from .errors import AUSMError, CheckpointError, ConfigError, InputError, TrainingError
 
 #: Exit code of each error kind.
@@ -26,13 +27,6 @@ def exit_code(e: BaseException) -> int:
         if isinstance(e, cls):
             return code
     return 2 if isinstance(e, AUSMError) else 1
-
-
-def pick_device(name: str = "auto"):
-    """The CLI's ``--device`` (see :func:`ausm.device.resolve_device`)."""
-    from .device import resolve_device
-
-    return resolve_device(name)
 
 
 # -- segment ------------------------------------------------------------------------------------
@@ -395,19 +389,10 @@ def cmd_demo(args) -> int:
     return 0
 
 
-def cmd_segment(args) -> int:
-    from .checkpoint import load_model
-
-    if args.demo:
-        return cmd_demo(args)
-    if not args.input:
-        raise InputError("give an input (video file, frame folder, stream) or --demo")
-    if not args.out:
-        raise InputError("give --out OUTPUT_FOLDER")
-    from .inference.resume import PartialRun
-    from .io import MaskPrompts, is_live_spec, open_source, parse_formats, source_name
-    from .io.atomic import apply_umask
-    from .io.paths import check_output_separate
+def _segment_options(args):
+    """``ausm segment``'s prompt and output options, checked before any input is opened:
+    (formats, geometric prompts, mask prompts, input specs)."""
+    from .io import MaskPrompts, parse_formats
 
     formats = parse_formats(args.format)
     geo = _geometric_prompts(args)
@@ -430,6 +415,13 @@ def cmd_segment(args) -> int:
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.snapshot_every < 0:
         raise InputError(f"--snapshot-every must be >= 0 (0: no snapshots), got {args.snapshot_every}")
+    return formats, geo, masks, inputs
+
+
+def _open_inputs(args, inputs: list[str], masks, geo) -> list:
+    """Open every input; inputs of known size are checked against the prompts (before the model loads)."""
+    from .io import MaskPrompts, is_live_spec, open_source
+
     options = _input_options(args.input_option)
     readers = []
     for spec in inputs:
@@ -448,10 +440,13 @@ def cmd_segment(args) -> int:
                 MaskPrompts.check_sizes(m.frames(r.names, r.num_frames), r.size)
             _check_geometric(geo, r.size, r.num_frames, inputs[i])
 
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    check_output_separate(out, inputs + [str(p) for p in (args.prompt or [])])
+    return readers
+
+
+def _subdir_names(inputs: list[str]) -> list[str]:
+    """One output sub-folder name per input (its source name; repeats get -2, -3, ...)."""
+    from .io import source_name
+
     subdirs: list[str] = []
     for spec in inputs:
         name = source_name(spec)
@@ -459,7 +454,30 @@ def cmd_segment(args) -> int:
         while name in subdirs:
             name, j = f"{base}-{j}", j + 1
         subdirs.append(name)
-    device = pick_device(args.device)
+    return subdirs
+
+
+def cmd_segment(args) -> int:
+    from .checkpoint import load_model
+
+    if args.demo:
+        return cmd_demo(args)
+    if not args.input:
+        raise InputError("give an input (video file, frame folder, stream) or --demo")
+    if not args.out:
+        raise InputError("give --out OUTPUT_FOLDER")
+    from .inference.resume import PartialRun
+    from .io.atomic import apply_umask
+    from .io.paths import check_output_separate
+
+    formats, geo, masks, inputs = _segment_options(args)
+    readers = _open_inputs(args, inputs, masks, geo)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    check_output_separate(out, inputs + [str(p) for p in (args.prompt or [])])
+    subdirs = _subdir_names(inputs)
+    device = resolve_device(args.device)
     # file and folder inputs can be continued after a kill (--resume): the run works in OUT/.ausm-partial/
     # (fine-tuned weights are not part of the snapshot, so --finetune runs are not resumable)
     resumable = not args.replay and not args.finetune and all(r.kind != "live" for r in readers)
@@ -705,7 +723,7 @@ def cmd_benchmark(args) -> int:
     from .checkpoint import load_model
     from .eval.benchmark import benchmark_davis, benchmark_vis, benchmark_vos
 
-    model = load_model(args.checkpoint, device=pick_device(args.device))
+    model = load_model(args.checkpoint, device=resolve_device(args.device))
     ds = args.dataset
     if ds in ("davis2016", "davis2017"):
         year = 2016 if ds == "davis2016" else 2017
@@ -760,13 +778,13 @@ def cmd_bench(args) -> int:
 
         size = tuple(int(v) for v in args.size.split("x")) if args.size else None
         run(preset=args.config, frames_list=[int(v) for v in args.frames.split(",")], size=size, batch=args.batch,
-            iters=args.iters, warmup=args.warmup, device=str(pick_device(args.device)))
+            iters=args.iters, warmup=args.warmup, device=str(resolve_device(args.device)))
     elif args.bench_command == "stream":
         from .bench.stream import run
 
         marks = [int(v) for v in args.report_at.split(",")]
         run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
-            internal_short_side=args.internal_short_side, video=args.video, device=str(pick_device(args.device)),
+            internal_short_side=args.internal_short_side, video=args.video, device=str(resolve_device(args.device)),
             compile=args.compile, vs=args.vs)
     elif args.bench_command == "vs-sam2":
         from .bench.vs_sam2 import have_sam2, run
@@ -776,7 +794,7 @@ def cmd_bench(args) -> int:
             raise InputError(f"ausm bench vs-sam2 needs transformers with SAM2 video support: {why}")
         run(size=args.size, frames=args.frames, warmup=args.warmup, sam2_sizes=args.sam2_sizes,
             large_frames=args.large_frames, prompt=args.prompt, checkpoint=args.checkpoint, order=args.order,
-            device=str(pick_device(args.device)), seed=args.seed)
+            device=str(resolve_device(args.device)), seed=args.seed)
     return 0
 
 

@@ -139,19 +139,14 @@ class CopyPasteClips(torch.utils.data.Dataset):
         frames = sample["frames"].clone()
         masks = list(sample["masks"].unbind(0))
         cutout = None
+        pairs = list(zip(sample["masks"].unbind(0), sample["classes"].tolist()))  # (mask, class), base first
         for _ in range(rng.randint(*self.num_objects)):
             same = cutout is not None and rng.random() < self.duplicate_prob
             lab, cutout = self._paste_one(frames, rng, cutout if same else None)
-            masks = [m * (1 - lab) for m in masks] + [lab]
+            pairs = [(m * (1 - lab), c) for m, c in pairs] + [(lab, 0)]
+        pairs = [(m, c) for m, c in pairs if bool(m.any())]
         T, H, W = frames.shape[0], frames.shape[-2], frames.shape[-1]
-        keep = [m for m in masks if bool(m.any())]
-        n_base = sample["masks"].shape[0]
-        out = torch.stack(keep) if keep else torch.zeros(0, T, H, W)
-        classes = torch.zeros(len(keep), dtype=torch.long)
-        if n_base:  # base classes survive for the base objects still visible
-            base_cls = sample["classes"].tolist()
-            classes = torch.as_tensor([base_cls[j] for j, m in enumerate(masks[:n_base]) if bool(m.any())]
-                                      + [0] * (len(keep) - sum(bool(m.any()) for m in masks[:n_base])),
-                                      dtype=torch.long)
+        out = torch.stack([m for m, _ in pairs]) if pairs else torch.zeros(0, T, H, W)
+        classes = torch.tensor([c for _, c in pairs], dtype=torch.long)
         sample.update(frames=frames.contiguous(), masks=out, classes=classes, dataset=self.name)
         return sample

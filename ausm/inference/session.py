@@ -31,8 +31,6 @@ from ..io.inputs import MAX_FRAME_PIXELS, check_geometric_in_frame, frame_to_ten
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 
 
-
-
 #: :meth:`Session.state_dict` format; 2 stores the Mamba states state-major (L, d_state, d_inner)
 #: (:class:`~ausm.model.mamba.MambaState`); version-1 states (L, d_inner, d_state) still load.
 SESSION_STATE_VERSION = 2

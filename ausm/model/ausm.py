@@ -201,7 +201,7 @@ class AUSMModel(nn.Module):
         g = self.history_decoder(x.reshape(B * T, P, D), f.reshape(B * T, P, D), pos)
         outs = self.pixel_decoder(ids.unsqueeze(1).expand(B, T, n, D).reshape(B * T, n, D),
                                   track_active.reshape(B * T, n), g, pos, hw, p,
-                                  track_hist=m.reshape(B * T, n, P) if self.cfg.track_query_from_history else None)
+                                  track_hist=m.reshape(B * T, n, P))
         return Prediction(
             embs=[e.view(B, T, *e.shape[1:]) for e, _ in outs],
             masks=[mk.view(B, T, *mk.shape[1:]) for _, mk in outs],
@@ -248,7 +248,7 @@ class AUSMModel(nn.Module):
         f, mamba = self.compressor.step(e, pos, state.mamba)
         g = self.history_decoder(x, f, pos)
         outs = self.pixel_decoder(ids, track_active, g, pos, hw, p,
-                                  track_hist=m if self.cfg.track_query_from_history else None)
+                                  track_hist=m)
         new_state = StreamState(x_prev=x.to(state.x_prev.dtype), mamba=mamba, hw=state.hw, t=state.t + 1)
         return Prediction(embs=[e_ for e_, _ in outs], masks=[mk for _, mk in outs],
                           num_tracks=track_ids.shape[1]), new_state

@@ -67,7 +67,7 @@ class PixelDecoder(nn.Module):
             allow = allow | ~allow.any(-1, keepdim=True)  # a fully blocked row is unblocked
         return emb, masks, allow.unsqueeze(1)
 
-    def forward(self, track_queries, track_valid, mem, mem_pos, mem_hw, mask_feats, track_hist=None):
+    def forward(self, track_queries, track_valid, mem, mem_pos, mem_hw, mask_feats, track_hist):
         """Run the decoder on N frames at once.
 
         Args:
@@ -75,7 +75,7 @@ class PixelDecoder(nn.Module):
             track_valid: (N, n) bool; False for padding / not-yet-allocated slots (key padding).
             mem: (N, P, D) G_t tokens; mem_pos (P, D); mem_hw = (h, w) with h·w = P.
             mask_feats: (N, mask_dim, H4, W4) stride-4 mask features P_t.
-            track_hist: (N, n, h·w) History Marker masks M_{t-1} in [0, 1]; used when the config's
+            track_hist: (N, n, h·w) History Marker masks M_{t-1} in [0, 1]; read only when the config's
                 ``track_query_from_history`` is set: each track query becomes its ID vector plus
                 ``pool_proj`` of G_t average-pooled over its mask (an empty mask adds ``pool_proj``'s bias).
 
@@ -86,7 +86,7 @@ class PixelDecoder(nn.Module):
         N, n, D = track_queries.shape
         det = self.query_feat.weight.unsqueeze(0).expand(N, -1, -1)
         tq = track_queries.to(det.dtype)
-        if self.query_from_history and track_hist is not None and n:
+        if self.query_from_history and n:
             # masked average pooling of G_t over each track's History Marker mask (0 when empty)
             w = track_hist.to(mem.dtype)
             tq = tq + self.pool_proj(torch.einsum("nip,npd->nid", w, mem) / (w.sum(-1, keepdim=True) + 1e-6))
