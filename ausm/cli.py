@@ -799,12 +799,20 @@ def cmd_bench(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .eval.cli import add_eval_parser
+
     p = argparse.ArgumentParser(prog="ausm", description="AUSM: streaming universal video segmentation")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
-
     _add_segment_parser(sub)
+    _add_train_parser(sub)
+    _add_benchmark_parser(sub)
+    add_eval_parser(sub)
+    _add_bench_parser(sub)
+    return p
 
+
+def _add_train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a model (teacher-forced parallel training)")
     t.add_argument("config", nargs="?", help="JSON file of TrainConfig fields")
     t.add_argument("overrides", nargs="*", help="key=value overrides of TrainConfig fields")
@@ -813,6 +821,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel (teacher-forced, Algorithm 2) or iterative (frame-by-frame baseline)")
     t.set_defaults(func=cmd_train)
 
+
+def _add_benchmark_parser(sub) -> None:
     b = sub.add_parser("benchmark", help="run a model over a benchmark split and score it")
     b.add_argument("dataset", choices=["davis2016", "davis2017", "ytvos2018", "ytvos2019", "mose",
                                        "ytvis2019", "ytvis2021", "ovis", "duts"],
@@ -837,10 +847,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--device", default="auto")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=cmd_benchmark)
-    from .eval.cli import add_eval_parser
 
-    add_eval_parser(sub)
 
+def _add_bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="speed and memory benchmarks (JSON lines + a markdown table)")
     bsub = bench.add_subparsers(dest="bench_command", required=True)
     ts = bsub.add_parser("train-speed", help="parallel vs iterative seconds per training iteration")
@@ -880,7 +889,6 @@ def build_parser() -> argparse.ArgumentParser:
         b_.add_argument("--device", default="cpu")
         b_.add_argument("--threads", type=int, default=0)
     bench.set_defaults(func=cmd_bench)
-    return p
 
 
 class _Terminated(KeyboardInterrupt):
