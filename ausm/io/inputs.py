@@ -26,11 +26,12 @@ import warnings
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 
-__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_geometric_in_frame", "open_image", "MAX_FRAME_PIXELS"]
+__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_geometric_in_frame", "open_image", "error_reason",
+           "MAX_FRAME_PIXELS"]
 
 #: Frames and masks above this many pixels are refused, from their header, before decoding (8K UHD is
 #: 33 MP); the model resizes every frame to a few hundred pixels anyway.
@@ -121,24 +122,48 @@ def check_geometric_in_frame(kind: str, data, size: tuple[int, int], what: str =
                 raise InputError(f"{names[1]} {x:g},{y:g} lies outside the {W}x{H} (WxH) frames of {what}")
 
 
+def error_reason(e: BaseException) -> str:
+    """A library error as one short line: for ``OSError`` (FFmpeg errors included) its ``strerror``,
+    without the errno and the file name, which the callers' messages already give."""
+    if isinstance(e, UnidentifiedImageError):  # its text repeats the path
+        return "not an image format Pillow can read"
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    log = getattr(e, "log", None)  # PyAV: (level, component, message) of FFmpeg's last log line, if kept
+    if isinstance(log, tuple) and len(log) == 3 and log[2]:
+        text = f"{text}: {str(log[2]).strip()}"
+    return " ".join(str(text).split())
+
+
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError)
+
+
 @contextlib.contextmanager
-def open_image(path, what: str = "image"):
-    """``with open_image(p) as im:`` — PIL's lazy open with the size checked from the header first: an
-    image above :data:`MAX_FRAME_PIXELS` (or a decompression bomb) is refused before it is decoded.
+def open_image(path, what: str = "image", hint: str = "the file is truncated, corrupt or not an image"):
+    """``with open_image(p, "frame image") as im:`` — PIL's lazy open with the size checked from the
+    header first: an image above :data:`MAX_FRAME_PIXELS` (or a decompression bomb) is refused before
+    it is decoded. Decoding errors inside the ``with`` block become one-line :class:`InputError`s.
 
     Raises:
-        InputError: too many pixels; OSError / ValueError from PIL pass through (the caller names the file).
+        InputError: too many pixels; or the file cannot be opened or decoded
+            (``"cannot decode {what} {path} ({reason}): {hint}"``). An ``InputError`` raised by the
+            caller's block passes through unchanged.
     """
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below decides
-        try:
-            im = Image.open(path)
-        except Image.DecompressionBombError as e:
-            raise InputError(f"{what} {path} declares more than {MAX_FRAME_PIXELS // 10**6} megapixels in its "
-                             f"header (a decompression bomb?): refused without decoding") from e
-    with im:
-        w, h = im.size
-        if w * h > MAX_FRAME_PIXELS:
-            raise InputError(f"{what} {path} is {w}x{h} pixels, more than {MAX_FRAME_PIXELS // 10**6} megapixels: "
-                             "refused before decoding; downscale it first (e.g. ffmpeg -vf scale=-2:1080)")
-        yield im
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below decides
+            try:
+                im = Image.open(path)
+            except Image.DecompressionBombError as e:
+                raise InputError(f"{what} {path} declares more than {MAX_FRAME_PIXELS // 10**6} megapixels in "
+                                 f"its header (a decompression bomb?): refused without decoding") from e
+        with im:
+            w, h = im.size
+            if w * h > MAX_FRAME_PIXELS:
+                raise InputError(f"{what} {path} is {w}x{h} pixels, more than {MAX_FRAME_PIXELS // 10**6} "
+                                 "megapixels: refused before decoding; downscale it first (e.g. ffmpeg -vf "
+                                 "scale=-2:1080)")
+            yield im
+    except InputError:
+        raise
+    except _DECODE_ERRORS as e:
+        raise InputError(f"cannot decode {what} {path} ({error_reason(e)}): {hint}") from e

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ausm.errors import InputError
 from ausm.io.inputs import open_image
@@ -150,6 +150,42 @@ def _single_channel_to_ids(values: np.ndarray, what: str = "prompt mask", wide: 
     return ids
 
 
+def _mask_image_ids(im: Image.Image, p: Path) -> np.ndarray:
+    """The object ids of an opened mask image, by the mode rules of :func:`load_prompt_mask`."""
+    im.load()
+    mode = im.mode
+    if mode in ("P", "PA"):
+        raw = np.asarray(im if mode == "P" else im.getchannel(0))
+        ids = raw.astype(np.uint8)
+        ids[ids == VOID_ID] = 0
+    elif mode == "1":
+        ids = np.asarray(im).astype(np.uint8)
+    elif mode in ("L", "LA") or mode.startswith("I") or mode == "F":
+        ch = im.getchannel(0) if mode == "LA" else im
+        vals = np.asarray(ch)
+        if vals.dtype.kind == "f":
+            if not (np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)) and vals.min() >= 0):
+                raise InputError(f"prompt mask {p} has non-integer float values; save it as an "
+                                 "index/palette PNG (pixel value = object id) or a binary 0 / 255 PNG")
+        vals = vals.astype(np.int64)
+        if vals.size and vals.min() < 0:
+            raise InputError(f"prompt mask {p} has negative values; save it as an index/palette PNG "
+                             "(pixel value = object id) or a binary 0 / 255 PNG")
+        depth = "" if mode in ("L", "LA") else (
+            "float" if mode == "F" else "16-bit" if mode.startswith("I;16") else "32-bit")
+        ids = _single_channel_to_ids(vals, f"prompt mask {p}", wide=depth)
+    else:
+        rgb = np.asarray(im.convert("RGB") if mode not in ("RGB", "RGBA") else im)[..., :3]
+        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
+            raise InputError(
+                f"prompt mask {p} is a colour ({mode}) image; colours cannot be mapped to "
+                "object ids reliably. Use an index/palette PNG (mode 'P', pixel value = "
+                "object id, e.g. written by ausm.io.save_index_png) or a binary grayscale PNG"
+            )
+        ids = _single_channel_to_ids(rgb[..., 0].astype(np.int64), f"prompt mask {p}")
+    return ids
+
+
 def load_prompt_mask(
     path: str | os.PathLike, expected_size: tuple[int, int] | None = None
 ) -> np.ndarray:
@@ -201,46 +237,9 @@ def load_prompt_mask(
     p = Path(os.fspath(path))
     if not p.is_file():
         raise InputError(f"prompt mask file does not exist: {p}")
-    try:
-        with open_image(p, "prompt mask") as im:
-            im.load()
-            mode = im.mode
-            if mode in ("P", "PA"):
-                raw = np.asarray(im if mode == "P" else im.getchannel(0))
-                ids = raw.astype(np.uint8)
-                ids[ids == VOID_ID] = 0
-            elif mode == "1":
-                ids = np.asarray(im).astype(np.uint8)
-            elif mode in ("L", "LA") or mode.startswith("I") or mode == "F":
-                ch = im.getchannel(0) if mode == "LA" else im
-                vals = np.asarray(ch)
-                if vals.dtype.kind == "f":
-                    if not (np.all(np.isfinite(vals)) and np.all(vals == np.round(vals)) and vals.min() >= 0):
-                        raise InputError(f"prompt mask {p} has non-integer float values; save it as an "
-                                         "index/palette PNG (pixel value = object id) or a binary 0 / 255 PNG")
-                vals = vals.astype(np.int64)
-                if vals.size and vals.min() < 0:
-                    raise InputError(f"prompt mask {p} has negative values; save it as an index/palette PNG "
-                                     "(pixel value = object id) or a binary 0 / 255 PNG")
-                depth = "" if mode in ("L", "LA") else (
-                    "float" if mode == "F" else "16-bit" if mode.startswith("I;16") else "32-bit")
-                ids = _single_channel_to_ids(vals, f"prompt mask {p}", wide=depth)
-            else:
-                rgb = np.asarray(im.convert("RGB") if mode not in ("RGB", "RGBA") else im)[..., :3]
-                if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2])):
-                    raise InputError(
-                        f"prompt mask {p} is a colour ({mode}) image; colours cannot be mapped to "
-                        "object ids reliably. Use an index/palette PNG (mode 'P', pixel value = "
-                        "object id, e.g. written by ausm.io.save_index_png) or a binary grayscale PNG"
-                    )
-                ids = _single_channel_to_ids(rgb[..., 0].astype(np.int64), f"prompt mask {p}")
-    except InputError:
-        raise
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        reason = "not an image format Pillow can read" if isinstance(e, UnidentifiedImageError) else \
-            " ".join((getattr(e, "strerror", None) or str(e) or type(e).__name__).split())
-        raise InputError(f"cannot read prompt mask {p} ({reason}): the file is truncated, corrupt or not an "
-                         "image; replace it with a PNG mask") from e
+    with open_image(p, "prompt mask", "the file is truncated, corrupt or not an image; replace it with a PNG mask"
+                    ) as im:
+        ids = _mask_image_ids(im, p)
 
     ids = np.ascontiguousarray(ids, dtype=np.uint8)
     if expected_size is not None:

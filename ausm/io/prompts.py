@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ausm.errors import InputError
 from ausm.io.inputs import open_image
@@ -103,13 +103,8 @@ class MaskPrompts:
         """
         resized = {}
         for f in plan.values():
-            try:
-                with open_image(f, "prompt mask") as im:
-                    w, h = im.size
-            except InputError:
-                raise
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-                raise InputError(f"cannot read prompt mask {f}: {e}") from e
+            with open_image(f, "prompt mask") as im:
+                w, h = im.size
             if check_mask_size((h, w), size, what=f"prompt mask {f}"):
                 resized[f] = (h, w)
         return resized

@@ -15,10 +15,10 @@ from typing import Iterator
 
 import av
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ausm.errors import InputError
-from ausm.io.inputs import open_image
+from ausm.io.inputs import error_reason, open_image
 
 __all__ = ["IMAGE_EXTENSIONS", "natural_sort_key", "image_to_rgb", "FrameReader", "read_frames", "read_rgb_frames"]
 
@@ -63,18 +63,6 @@ def _ffmpeg_errors() -> tuple[type[BaseException], ...]:
 _AV_ERRORS = _ffmpeg_errors()
 
 
-def _reason(e: BaseException) -> str:
-    """A library error as one short line: for ``OSError`` (FFmpeg errors included) its ``strerror``,
-    without the errno and the file name, which the callers' messages already give."""
-    if isinstance(e, UnidentifiedImageError):  # its text repeats the path
-        return "not an image format Pillow can read"
-    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
-    log = getattr(e, "log", None)  # PyAV: (level, component, message) of FFmpeg's last log line, if kept
-    if isinstance(log, tuple) and len(log) == 3 and log[2]:
-        text = f"{text}: {str(log[2]).strip()}"
-    return " ".join(str(text).split())
-
-
 def _gray_to_uint8(a: np.ndarray, mode: str) -> np.ndarray:
     """Single-channel 16-bit / 32-bit integer / float pixel values as 8-bit gray.
 
@@ -115,9 +103,8 @@ def image_to_rgb(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im, dtype=np.uint8))
 
 
-def _undecodable_frame(f: Path, e: BaseException) -> InputError:
-    return InputError(f"cannot decode frame image {f} ({_reason(e)}): the file is truncated or corrupt; "
-                      "replace or remove it (all frame images of a folder must be readable)")
+_FRAME_HINT = ("the file is truncated or corrupt; replace or remove it "
+               "(all frame images of a folder must be readable)")
 
 
 class FrameReader:
@@ -196,13 +183,8 @@ class FrameReader:
         size: tuple[int, int] | None = None
         first: Path | None = None
         for f in files:
-            try:
-                with open_image(f, "frame image") as im:  # headers only: sizes checked before decoding
-                    w, h = im.size
-            except InputError:
-                raise
-            except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise _undecodable_frame(f, e) from e
+            with open_image(f, "frame image", _FRAME_HINT) as im:  # headers only: sizes checked before decoding
+                w, h = im.size
             if size is None:
                 size, first = (h, w), f
             elif (h, w) != size:
@@ -217,13 +199,8 @@ class FrameReader:
 
     def _iter_folder(self) -> Iterator[np.ndarray]:
         for f in self._files:
-            try:
-                with open_image(f, "frame image") as im:
-                    arr = image_to_rgb(im)
-            except InputError:
-                raise
-            except (UnidentifiedImageError, OSError, ValueError) as e:
-                raise _undecodable_frame(f, e) from e
+            with open_image(f, "frame image", _FRAME_HINT) as im:
+                arr = image_to_rgb(im)
             if arr.shape[:2] != self.size:
                 raise InputError(
                     f"frame {f} has size {arr.shape[0]}x{arr.shape[1]} (HxW), "
@@ -238,12 +215,12 @@ class FrameReader:
         except _AV_ERRORS as e:
             if isinstance(e, EOFError):  # FFmpeg's AVERROR_EOF: the file ends inside or right after its header
                 raise InputError(
-                    f"cannot open video file {self.path}: it ends before its first video frame ({_reason(e)}), "
+                    f"cannot open video file {self.path}: it ends before its first video frame ({error_reason(e)}), "
                     "so it has no video frames (an unfinished recording or an interrupted copy?); "
                     "re-encode or export the video again"
                 ) from e
             raise InputError(
-                f"cannot open video file {self.path} (corrupt or not a video?): {_reason(e)}; "
+                f"cannot open video file {self.path} (corrupt or not a video?): {error_reason(e)}; "
                 "check that it plays, and re-encode or export it again if it does not"
             ) from e
         if not container.streams.video:
@@ -317,7 +294,7 @@ class FrameReader:
 
 
 def _decode_error(path: Path, e: BaseException) -> InputError:
-    return InputError(f"error while decoding video {path}: {_reason(e)}; the file is damaged: re-encode it, "
+    return InputError(f"error while decoding video {path}: {error_reason(e)}; the file is damaged: re-encode it, "
                       "or cut it before the damaged part")
 
 
@@ -341,14 +318,8 @@ def read_rgb_frames(paths, what: str = "video") -> np.ndarray:
     """
     out = []
     for p in paths:
-        try:
-            with open_image(p, "frame image") as im:
-                out.append(image_to_rgb(im))
-        except InputError:
-            raise
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise InputError(f"cannot read frame {p} ({_reason(e)}): the file is truncated or corrupt; "
-                             "replace or remove it") from e
+        with open_image(p, "frame image", "the file is truncated or corrupt; replace or remove it") as im:
+            out.append(image_to_rgb(im))
     if len({f.shape for f in out}) > 1:
         raise InputError(f"frames of {what!r} have different sizes")
     return np.stack(out)
