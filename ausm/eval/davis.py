@@ -539,12 +539,7 @@ def score_sequence(gt_frames: Sequence[np.ndarray], pred_frames: Sequence[np.nda
         InputError: sizes differ; a predicted id above the number of objects (semi, ``davis`` layout);
             a predicted id above ``max_proposals`` (unsupervised).
     """
-    if task not in ("semi", "unsupervised"):
-        raise InputError(f"task must be 'semi' or 'unsupervised', got {task!r}")
-    if layout not in ("davis", "youtube"):
-        raise InputError(f"layout must be 'davis' or 'youtube', got {layout!r}")
-    if year not in (2016, 2017):
-        raise InputError(f"year must be 2016 or 2017, got {year}")
+    _check_score_args(task, layout, year)
     n_frames = len(gt_frames)
     if len(pred_frames) != n_frames:
         raise InputError(f"{name}: {len(pred_frames)} predicted frames for {n_frames} ground-truth frames")
@@ -553,31 +548,18 @@ def score_sequence(gt_frames: Sequence[np.ndarray], pred_frames: Sequence[np.nda
     skip = semi if skip_first_last is None else skip_first_last
     scored = list(range(1, n_frames - 1)) if skip else list(range(n_frames))
     scored_set = set(scored)
-    exclude_void = not semi
 
     frames: dict[int, _FrameScores] = {}
     first_seen: dict[int, int] = {}
     n_objects = 0
     max_pred = 0
     r = None
-    read_gt_always = layout == "youtube"
     for t in range(n_frames):
-        if t == 0 or t in scored_set or read_gt_always:
-            gt_raw = np.asarray(gt_frames[t])
-        else:
+        if not (t == 0 or t in scored_set or layout == "youtube"):
             continue
-        if gt_raw.ndim != 2:
-            raise InputError(f"{name}/{names[t]}: ground truth must be a single-channel index mask")
-        pred_raw = None
-        if t in scored_set:
-            pred_raw = pred_frames[t]
-            if pred_raw is None:
-                raise InputError(f"{name}/{names[t]}: the predicted mask is missing")
-            pred_raw = np.asarray(pred_raw)
-            if pred_raw.ndim != 2:
-                raise InputError(f"{name}/{names[t]}: predicted mask must be a single-channel index mask, "
-                                 f"got shape {pred_raw.shape}")
-        g, p = _prepare(gt_raw, pred_raw, year, exclude_void, f"{name}/{names[t]}")
+        where = f"{name}/{names[t]}"
+        gt_raw, pred_raw = _read_frame_pair(gt_frames, pred_frames, t, t in scored_set, where)
+        g, p = _prepare(gt_raw, pred_raw, year, not semi, where)
         if layout == "davis":
             if t == 0:
                 n_objects = 1 if year == 2016 else int(g.max(initial=0))
@@ -593,17 +575,8 @@ def score_sequence(gt_frames: Sequence[np.ndarray], pred_frames: Sequence[np.nda
             r = boundary_tolerance(g.shape, bound_th)
         pmax = int(p.max(initial=0))
         max_pred = max(max_pred, pmax)
-        if semi:
-            if layout == "davis" and pmax > n_objects:
-                raise InputError(f"{name}/{names[t]}: predicted id {pmax} but the sequence has only "
-                                 f"{n_objects} object(s) in its first frame (the official evaluator refuses "
-                                 "ids above the number of objects)")
-            frames[t] = _score_frame(p, g, objs, r, None)
-        else:
-            if max_proposals is not None and pmax > max_proposals:
-                raise InputError(f"{name}/{names[t]}: predicted id {pmax} is above the maximum number of "
-                                 f"proposals ({max_proposals})")
-            frames[t] = _score_frame(p, g, objs, r, "present")
+        _check_pred_ids(pmax, semi, layout, n_objects, max_proposals, where)
+        frames[t] = _score_frame(p, g, objs, r, None if semi else "present")
 
     if layout == "davis":
         objects = list(range(1, n_objects + 1))
@@ -612,30 +585,70 @@ def score_sequence(gt_frames: Sequence[np.ndarray], pred_frames: Sequence[np.nda
         objects = sorted(first_seen)
         obj_frames = {o: [t for t in scored if t >= first_seen[o]] for o in objects}
         objects = [o for o in objects if obj_frames[o]]
-
-    def values(t: int, o: int, pid: int) -> tuple[float, float]:
-        """J and F of predicted id ``pid`` against object ``o`` at scored frame ``t``."""
-        fs = frames[t]
-        b = int(np.searchsorted(fs.gt_ids, o))
-        if pid in fs.pred_ids.tolist():
-            if fs.j.ndim == 1:
-                return fs.j[b], fs.f[b]
-            a = fs.pred_ids.tolist().index(pid)
-            return fs.j[a, b], fs.f[a, b]
-        return (1.0 if fs.gt_area[b] == 0 else 0.0), (1.0 if fs.gt_nbound[b] == 0 else 0.0)
-
     if semi:
-        out = []
-        for o in objects:
-            ts = obj_frames[o]
-            if not ts:
-                out.append(ObjectScore(name, o, np.zeros(0), np.zeros(0), []))
-                continue
-            jf = np.array([values(t, o, o) for t in ts], dtype=np.float64).reshape(len(ts), 2)
-            out.append(ObjectScore(name, o, np.ascontiguousarray(jf[:, 0]), np.ascontiguousarray(jf[:, 1]),
-                                   [names[t] for t in ts]))
-        return out
+        return [_semi_object_score(name, o, obj_frames[o], frames, names) for o in objects]
     return _match_unsupervised(name, objects, obj_frames, max_pred, frames, names, layout)
+
+
+def _check_score_args(task: str, layout: str, year: int) -> None:
+    """Raises InputError for a task, layout or year :func:`score_sequence` does not know."""
+    if task not in ("semi", "unsupervised"):
+        raise InputError(f"task must be 'semi' or 'unsupervised', got {task!r}")
+    if layout not in ("davis", "youtube"):
+        raise InputError(f"layout must be 'davis' or 'youtube', got {layout!r}")
+    if year not in (2016, 2017):
+        raise InputError(f"year must be 2016 or 2017, got {year}")
+
+
+def _read_frame_pair(gt_frames, pred_frames, t: int, scored: bool, where: str):
+    """Frame ``t``'s ground truth and (on a scored frame) prediction as 2-D arrays; the prediction is
+    ``None`` on an unscored frame. Raises InputError for a missing or non-2-D mask."""
+    gt_raw = np.asarray(gt_frames[t])
+    if gt_raw.ndim != 2:
+        raise InputError(f"{where}: ground truth must be a single-channel index mask")
+    if not scored:
+        return gt_raw, None
+    pred_raw = pred_frames[t]
+    if pred_raw is None:
+        raise InputError(f"{where}: the predicted mask is missing")
+    pred_raw = np.asarray(pred_raw)
+    if pred_raw.ndim != 2:
+        raise InputError(f"{where}: predicted mask must be a single-channel index mask, got shape {pred_raw.shape}")
+    return gt_raw, pred_raw
+
+
+def _check_pred_ids(pmax: int, semi: bool, layout: str, n_objects: int, max_proposals: int | None,
+                    where: str) -> None:
+    """The official evaluator's limits on predicted ids (see :func:`score_sequence`'s Raises)."""
+    if semi and layout == "davis" and pmax > n_objects:
+        raise InputError(f"{where}: predicted id {pmax} but the sequence has only "
+                         f"{n_objects} object(s) in its first frame (the official evaluator refuses "
+                         "ids above the number of objects)")
+    if not semi and max_proposals is not None and pmax > max_proposals:
+        raise InputError(f"{where}: predicted id {pmax} is above the maximum number of "
+                         f"proposals ({max_proposals})")
+
+
+def _object_values(fs: _FrameScores, o: int, pid: int) -> tuple[float, float]:
+    """J and F of predicted id ``pid`` against object ``o`` on one scored frame (an absent
+    prediction scores 1 only where the object is absent too)."""
+    b = int(np.searchsorted(fs.gt_ids, o))
+    if pid in fs.pred_ids.tolist():
+        if fs.j.ndim == 1:
+            return fs.j[b], fs.f[b]
+        a = fs.pred_ids.tolist().index(pid)
+        return fs.j[a, b], fs.f[a, b]
+    return (1.0 if fs.gt_area[b] == 0 else 0.0), (1.0 if fs.gt_nbound[b] == 0 else 0.0)
+
+
+def _semi_object_score(name: str, o: int, ts: list[int], frames: dict[int, _FrameScores],
+                       names: list[str]) -> ObjectScore:
+    """Semi-supervised: object ``o`` scored against the predicted id ``o`` over frames ``ts``."""
+    if not ts:
+        return ObjectScore(name, o, np.zeros(0), np.zeros(0), [])
+    jf = np.array([_object_values(frames[t], o, o) for t in ts], dtype=np.float64).reshape(len(ts), 2)
+    return ObjectScore(name, o, np.ascontiguousarray(jf[:, 0]), np.ascontiguousarray(jf[:, 1]),
+                       [names[t] for t in ts])
 
 
 def _dense(frames: dict[int, _FrameScores], ts: list[int], o: int, n_prop: int, which: str) -> np.ndarray:
