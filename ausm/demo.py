@@ -64,30 +64,16 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
     Raises:
         InputError: ``num_frames`` < 3; CheckpointError: a broken checkpoint.
     """
-    import time
-
-    from tqdm import tqdm
-
     from .api import AUSM
-    from .eval.davis import renumber_proposals, score_sequence
     from .inference.finetune import as_finetune_config
     from .io.atomic import atomic_open
-    from .io.masks import save_index_png
-    from .io.overlay import OverlayWriter
 
     if num_frames < 3:
         raise InputError(f"the demo needs at least 3 frames, got {num_frames}")
     out = Path(out)
     model = AUSM.from_pretrained(checkpoint, device=device)
     vid = render_video(num_frames, size, num_objects, seed=seed, scene="outdoor")
-    gt = list(vid.ids)
-    for sub in ("input", "ground_truth", "prompted", "unprompted"):
-        (out / sub).mkdir(parents=True, exist_ok=True)
-    from PIL import Image
-    for t in range(num_frames):
-        Image.fromarray(vid.frames[t]).save(out / "input" / f"{t:05d}.png")
-        save_index_png(out / "ground_truth" / f"{t:05d}.png", gt[t])
-
+    _write_demo_inputs(out, vid)
     prompts: dict[int, dict[int, np.ndarray]] = {}
     for j, o in enumerate(vid.object_ids):
         f = int(vid.first_frame[j])
@@ -96,51 +82,93 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
     head = SHAPES_HEAD if SHAPES_HEAD in model.model.class_heads else "agnostic"
     ft = as_finetune_config(finetune)
     runs = {"prompted": dict(prompts=prompts, finetune=ft), "unprompted": dict(prompts=None, class_head=head)}
-    result: dict = {"finetune_steps": ft.steps if ft else 0, "frames": num_frames, "size": list(size), "objects": len(vid.object_ids),
-                    "classes": [SHAPE_CLASSES[c] for c in vid.classes], "seconds": {}, "out": str(out),
+    result: dict = {"finetune_steps": ft.steps if ft else 0, "frames": num_frames, "size": list(size),
+                    "objects": len(vid.object_ids), "classes": [SHAPE_CLASSES[c] for c in vid.classes],
+                    "seconds": {}, "out": str(out),
                     "entering_mid_video": [o for j, o in enumerate(vid.object_ids) if vid.first_frame[j] > 0]}
     for name, kw in runs.items():
-        preds, labels_per_frame, tracks = [], [], {}
-        t0 = time.perf_counter()
-        it = model.propagate(iter(vid.frames), **kw)
-        for res in tqdm(it, total=num_frames, desc=f"demo {name}", disable=not progress):
-            preds.append(res.index_mask.astype(np.int64))
-            lab = {}
-            for i, o in enumerate(res.obj_ids):
-                cname = res.class_names[int(res.class_ids[i])] \
-                    if res.class_names and len(res.class_ids) > i and name == "unprompted" else None
-                lab[o] = f"{o} {cname} {res.scores[i]:.2f}" if cname else f"{o} {res.scores[i]:.2f}"
-                if cname:
-                    tracks[o] = cname
-            labels_per_frame.append(lab)
-        result["seconds"][name] = round(time.perf_counter() - t0, 2)
-        for t, p in enumerate(preds):
-            save_index_png(out / name / f"{t:05d}.png", p.astype(np.uint16))
-        if name == "prompted":
-            objs = score_sequence(gt, preds, task="semi", year=2017, layout="youtube", name="demo")
-            result[name] = _summ(objs)
-        else:
-            # unsupervised protocol: proposals renumbered 1..K, Hungarian matching to the objects
-            renum, remap = renumber_proposals(preds)
-            objs = score_sequence(gt, renum, task="unsupervised", year=2017, layout="youtube", name="demo",
-                                  max_proposals=None)
-            result[name] = _summ(objs)
-            result[name]["tracks"] = len(remap)
-            if head == SHAPES_HEAD:
-                inv = {k: v for v, k in remap.items()}
-                correct = 0
-                for ob in objs:
-                    track = inv.get(int(ob.proposal or 0))  # proposals beyond the tracks are empty
-                    gt_cls = SHAPE_CLASSES[int(vid.classes[int(ob.object_id) - 1])]
-                    correct += int(track is not None and tracks.get(track) == gt_cls)
-                result[name]["class_accuracy"] = round(100.0 * correct / max(1, len(objs)), 1)
-        if overlay:
-            with OverlayWriter(out / f"{name}.mp4", fps=12) as w:
-                for t in range(num_frames):
-                    w.write(vid.frames[t], preds[t].astype(np.uint16), labels=labels_per_frame[t])
+        preds, labels, tracks, seconds = _run_demo_mode(model, vid, name, kw, progress)
+        result["seconds"][name] = seconds
+        _write_demo_outputs(out, name, vid, preds, labels, overlay)
+        result[name] = _score_demo_mode(vid, name, preds, tracks, head == SHAPES_HEAD)
     with atomic_open(out / "scores.json", "w") as f:
         json.dump(result, f, indent=2)
     return result
+
+
+def _write_demo_inputs(out: Path, vid) -> None:
+    """``out/input/`` (RGB PNG frames) and ``out/ground_truth/`` (index PNGs); the result folders too."""
+    from PIL import Image
+
+    from .io.masks import save_index_png
+
+    for sub in ("input", "ground_truth", "prompted", "unprompted"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    for t in range(len(vid.frames)):
+        Image.fromarray(vid.frames[t]).save(out / "input" / f"{t:05d}.png")
+        save_index_png(out / "ground_truth" / f"{t:05d}.png", vid.ids[t])
+
+
+def _run_demo_mode(model, vid, name: str, kw: dict, progress: bool):
+    """Propagate the demo video in one mode (``prompted`` / ``unprompted``).
+
+    Returns: (index masks (H, W) int64 per frame, overlay labels {id: text} per frame, the class name
+    of each unprompted track {id: name}, seconds)."""
+    import time
+
+    from tqdm import tqdm
+
+    preds, labels_per_frame, tracks = [], [], {}
+    t0 = time.perf_counter()
+    for res in tqdm(model.propagate(iter(vid.frames), **kw), total=len(vid.frames), desc=f"demo {name}",
+                    disable=not progress):
+        preds.append(res.index_mask.astype(np.int64))
+        lab = {}
+        for i, o in enumerate(res.obj_ids):
+            cname = res.class_names[int(res.class_ids[i])] \
+                if res.class_names and len(res.class_ids) > i and name == "unprompted" else None
+            lab[o] = f"{o} {cname} {res.scores[i]:.2f}" if cname else f"{o} {res.scores[i]:.2f}"
+            if cname:
+                tracks[o] = cname
+        labels_per_frame.append(lab)
+    return preds, labels_per_frame, tracks, round(time.perf_counter() - t0, 2)
+
+
+def _write_demo_outputs(out: Path, name: str, vid, preds, labels, overlay: bool) -> None:
+    """``out/<name>/`` index PNGs and, with ``overlay``, ``out/<name>.mp4``."""
+    from .io.masks import save_index_png
+    from .io.overlay import OverlayWriter
+
+    for t, p in enumerate(preds):
+        save_index_png(out / name / f"{t:05d}.png", p.astype(np.uint16))
+    if overlay:
+        with OverlayWriter(out / f"{name}.mp4", fps=12) as w:
+            for t, p in enumerate(preds):
+                w.write(vid.frames[t], p.astype(np.uint16), labels=labels[t])
+
+
+def _score_demo_mode(vid, name: str, preds, tracks: dict, score_classes: bool) -> dict:
+    """J&F of one mode: prompted = semi-supervised; unprompted = the unsupervised protocol (proposals
+    renumbered 1..K, Hungarian matching to the objects) plus, with ``score_classes``, the percentage of
+    objects whose matched track carries the right shape class."""
+    from .eval.davis import renumber_proposals, score_sequence
+
+    gt = list(vid.ids)
+    if name == "prompted":
+        return _summ(score_sequence(gt, preds, task="semi", year=2017, layout="youtube", name="demo"))
+    renum, remap = renumber_proposals(preds)
+    objs = score_sequence(gt, renum, task="unsupervised", year=2017, layout="youtube", name="demo",
+                          max_proposals=None)
+    summary = {**_summ(objs), "tracks": len(remap)}
+    if score_classes:
+        inv = {k: v for v, k in remap.items()}
+        correct = 0
+        for ob in objs:
+            track = inv.get(int(ob.proposal or 0))  # proposals beyond the tracks are empty
+            gt_cls = SHAPE_CLASSES[int(vid.classes[int(ob.object_id) - 1])]
+            correct += int(track is not None and tracks.get(track) == gt_cls)
+        summary["class_accuracy"] = round(100.0 * correct / max(1, len(objs)), 1)
+    return summary
 
 
 def format_demo(result: dict) -> str:
