@@ -235,7 +235,7 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
     from tqdm import tqdm
 
     from .inference.session import Session
-    from .io import MaskPrompts, ResultWriter, object_ids
+    from .io import MaskPrompts
 
     first = next(frames, None)
     if first is None:
@@ -254,70 +254,24 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
     stream = chain([first], frames)
     writer_kw = dict(overlay=args.overlay, fps=reader.fps, names=reader.names if args.keep_names else None,
                      video_id=video_id, resumable=snap is not None or restore is not None)
-    k0 = 0
-    if restore is not None:  # continue after the snapshot: its state, its files, the input after its frame
-        tensors, meta = restore
-        k0 = int(meta["frame"])
-        session.load_state_dict({"tensors": {n[len("session."):]: t for n, t in tensors.items()
-                                             if n.startswith("session.")}, "meta": meta["session"]})
-        head = islice(stream, k0)
-        writer = ResultWriter(folder, formats, restore=meta["writer"], frames=head, **writer_kw)
-        skipped = sum(1 for _ in head)  # the frames before the snapshot that the overlay replay did not read
-        if not args.overlay and skipped != k0:
-            writer.abort()
-            raise InputError(f"--resume: {what} has fewer frames than the snapshot ({k0}); run without --resume")
-    else:
-        if snap is not None and folder.exists():
-            shutil.rmtree(folder)  # leftovers of a killed run of this input before its first snapshot
-        writer = ResultWriter(folder, formats, **writer_kw)
+    writer, k0 = _open_result_writer(session, stream, folder, formats, writer_kw, snap, restore, args, what)
     n = k0
     total = num if not args.max_frames else (min(num, args.max_frames) if num else None)
     if args.max_frames:
         stream = islice(stream, max(0, args.max_frames - k0))
-    def add_prompts(k):
-        prompted = set()
-        if k in plan:
-            ids, _ = MaskPrompts.load(plan[k], size)
-            for o in object_ids(ids):
-                session.add_prompt(k, o, ids == o)
-                prompted.add(o)
-            if plan[k] in resized and not args.quiet:
-                h, w = resized[plan[k]]
-                tqdm.write(f"note: prompt mask {plan[k]} is {h}x{w} (HxW); resized to the frame size "
-                           f"{size[0]}x{size[1]} (nearest neighbour)", file=sys.stderr)
-        for _, o, kind, data, labels in geo_at.get(k, []):
-            if o in prompted:
-                raise InputError(f"object {o} is prompted twice on frame {k} (by --prompt and by "
-                                 f"--prompt-{'box' if kind == 'box' else 'point'}); choose another --obj-id")
-            if kind == "box":
-                session.add_prompt(k, o, box=data)
-            else:
-                session.add_prompt(k, o, points=data, labels=labels)
-
     try:
         with _LiveStop(live) as stop:
             if getattr(args, "replay", False):
-                # test-time replay (paper Table 3): forward, backward, forward; keep the last pass
-                from .inference.session import replay_order
-
                 if live:
                     raise InputError("--replay needs a video file or a frame folder (it replays the frames)")
                 if any(k != 0 for k in plan) or any(g[0] != 0 for g in geo):
                     raise InputError("--replay supports prompts on frame 0 only")
-                buf = list(stream)
-                add_prompts(0)
-                order = replay_order(len(buf))
-                keep_from = len(order) - len(buf)
-                for j, f in enumerate(tqdm(order, desc=desc + " (replay)", unit="step", disable=args.quiet)):
-                    res = session.step(buf[f])
-                    if j >= keep_from:
-                        res.frame_idx = f
-                        writer.write(f, buf[f], res)
-                        n += 1
+                _add_frame_prompts(session, 0, plan, resized, geo_at, size, args.quiet)
+                n += _replay(session, list(stream), writer, desc, args.quiet)
             else:
                 bar = tqdm(stream, total=total, initial=k0, desc=desc, unit="frame", disable=args.quiet)
                 for k, frame in enumerate(bar, start=k0):
-                    add_prompts(k)
+                    _add_frame_prompts(session, k, plan, resized, geo_at, size, args.quiet)
                     res = session.step(frame)
                     writer.write(k, frame, res)
                     n += 1
@@ -332,6 +286,77 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
     missed = sorted(k for k in set(plan) | set(geo_at) if k >= n)
     return {"name": what, "frames": n, "written": written, "missed": missed, "stopped": stop.requested,
             "end_reason": getattr(reader, "end_reason", None), "n_objects": len(session.obj_ids)}
+
+
+def _open_result_writer(session, stream, folder, formats, writer_kw, snap, restore, args, what):
+    """The :class:`~ausm.io.ResultWriter` of one input and the first frame to segment: with ``restore``
+    (a ``--resume`` snapshot: (tensors, meta)) the session's state and the writer's files are restored
+    and ``stream`` is advanced past the snapshot's frame; else a new writer (clearing a killed run's
+    leftovers when snapshots are on). Raises InputError: the input is shorter than the snapshot."""
+    from itertools import islice
+
+    from .io import ResultWriter
+
+    if restore is None:
+        if snap is not None and folder.exists():
+            shutil.rmtree(folder)  # leftovers of a killed run of this input before its first snapshot
+        return ResultWriter(folder, formats, **writer_kw), 0
+    tensors, meta = restore
+    k0 = int(meta["frame"])
+    session.load_state_dict({"tensors": {n[len("session."):]: t for n, t in tensors.items()
+                                         if n.startswith("session.")}, "meta": meta["session"]})
+    head = islice(stream, k0)
+    writer = ResultWriter(folder, formats, restore=meta["writer"], frames=head, **writer_kw)
+    skipped = sum(1 for _ in head)  # the frames before the snapshot that the overlay replay did not read
+    if not args.overlay and skipped != k0:
+        writer.abort()
+        raise InputError(f"--resume: {what} has fewer frames than the snapshot ({k0}); run without --resume")
+    return writer, k0
+
+
+def _add_frame_prompts(session, k: int, plan: dict, resized: dict, geo_at: dict, size, quiet: bool) -> None:
+    """Give ``session`` the prompts due on frame ``k``: the ``--prompt`` mask file planned for it (ids
+    as objects) and the ``--prompt-box`` / ``--prompt-point`` prompts. Raises InputError: one object
+    prompted twice on a frame."""
+    from tqdm import tqdm
+
+    from .io import MaskPrompts, object_ids
+
+    prompted = set()
+    if k in plan:
+        ids, _ = MaskPrompts.load(plan[k], size)
+        for o in object_ids(ids):
+            session.add_prompt(k, o, ids == o)
+            prompted.add(o)
+        if plan[k] in resized and not quiet:
+            h, w = resized[plan[k]]
+            tqdm.write(f"note: prompt mask {plan[k]} is {h}x{w} (HxW); resized to the frame size "
+                       f"{size[0]}x{size[1]} (nearest neighbour)", file=sys.stderr)
+    for _, o, kind, data, labels in geo_at.get(k, []):
+        if o in prompted:
+            raise InputError(f"object {o} is prompted twice on frame {k} (by --prompt and by "
+                             f"--prompt-{'box' if kind == 'box' else 'point'}); choose another --obj-id")
+        if kind == "box":
+            session.add_prompt(k, o, box=data)
+        else:
+            session.add_prompt(k, o, points=data, labels=labels)
+
+
+def _replay(session, buf: list, writer, desc: str, quiet: bool) -> int:
+    """Test-time replay (paper Table 3): step through ``buf`` forward, backward, forward
+    (:func:`~ausm.inference.session.replay_order`) and write the last pass. Returns frames written."""
+    from tqdm import tqdm
+
+    from .inference.session import replay_order
+
+    order = replay_order(len(buf))
+    keep_from = len(order) - len(buf)
+    for j, f in enumerate(tqdm(order, desc=desc + " (replay)", unit="step", disable=quiet)):
+        res = session.step(buf[f])
+        if j >= keep_from:
+            res.frame_idx = f
+            writer.write(f, buf[f], res)
+    return len(buf)
 
 
 def _segment_fingerprint(args, inputs, readers, masks, formats, device) -> dict[str, str]:
