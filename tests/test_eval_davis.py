@@ -379,7 +379,7 @@ def test_bad_input_raises_input_error(tiny_root, tmp_path):
     with pytest.raises(InputError, match="RGB"):
         evaluate_davis(root, pred)
     (pred / "a" / "00002.png").write_bytes(b"not a png")
-    with pytest.raises(InputError, match="cannot read"):
+    with pytest.raises(InputError, match="cannot decode mask"):
         evaluate_davis(root, pred)
 
 

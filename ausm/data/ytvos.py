@@ -30,46 +30,17 @@ import numpy as np
 from PIL import Image
 
 from ..errors import InputError
-from ..io.masks import PALETTE_ARRAY
+from ..io.masks import read_index_png as _read_index_png
 from ..io.video import IMAGE_EXTENSIONS, natural_sort_key, read_rgb_frames
 from .clips import ClipData, VideoReader, resize_nearest
 from .davis import VOID
 
 __all__ = ["YouTubeVOSDataset", "MOSEDataset", "VOSFolderDataset", "read_index_png"]
 
-_PALETTE_CODE = (PALETTE_ARRAY[:, 0].astype(np.int64) << 16) | (PALETTE_ARRAY[:, 1].astype(np.int64) << 8) \
-    | PALETTE_ARRAY[:, 2].astype(np.int64)
-_PALETTE_ORDER = np.argsort(_PALETTE_CODE)
-
-
 def read_index_png(path, binary: bool = False) -> np.ndarray:
-    """(H, W) uint8 object ids of a mask PNG: palette (``P``) and grey PNGs give their values, RGB
-    PNGs are mapped through the DAVIS palette; ``binary`` maps every non-zero value to 1.
-
-    Raises:
-        InputError: unreadable file, or RGB colours outside the DAVIS palette.
-    """
-    try:
-        with Image.open(path) as im:
-            if im.mode in ("P", "L", "I", "I;16", "1"):
-                a = np.asarray(im)
-            else:
-                a = np.asarray(im.convert("RGB"))
-    except OSError as e:
-        raise InputError(f"cannot read mask {path}: {e}") from e
-    if a.ndim == 3:
-        code = (a[..., 0].astype(np.int64) << 16) | (a[..., 1].astype(np.int64) << 8) | a[..., 2]
-        pos = np.searchsorted(_PALETTE_CODE[_PALETTE_ORDER], code)
-        pos = np.clip(pos, 0, 255)
-        ids = _PALETTE_ORDER[pos]
-        if not np.array_equal(_PALETTE_CODE[ids], code):
-            raise InputError(f"RGB mask {path} has colours outside the DAVIS palette; save index (P) PNGs")
-        a = ids
-    if binary:
-        return (a > 0).astype(np.uint8)
-    if a.max(initial=0) > 255:
-        raise InputError(f"mask {path} has ids above 255")
-    return a.astype(np.uint8)
+    """A data set's (H, W) uint8 mask: :func:`ausm.io.masks.read_index_png` with DAVIS-palette RGB
+    masks accepted and ids up to 255. Raises InputError (unreadable file, colours off the palette)."""
+    return _read_index_png(path, binary=binary, palette_rgb=True, max_id=255)
 
 
 def _find_meta(root: Path, base: Path, split: str | None) -> Path | None:

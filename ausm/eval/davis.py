@@ -50,6 +50,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import atomic_open
+from ..io.masks import read_index_png
 
 __all__ = [
     "VOID_ID", "BOUND_TH", "MEASURES", "jaccard", "sequence_j", "boundary_tolerance", "seg2bmap",
@@ -755,38 +756,6 @@ def summarize(objects: Sequence[ObjectScore], **meta) -> dict:
 
 
 # -- files ------------------------------------------------------------------------------------------------
-def read_index_png(path, binary: bool = False) -> np.ndarray:
-    """Read an index mask PNG (palette, grayscale or 16-bit) as its pixel values (palette indices for
-    palette images), like ``np.array(Image.open(path))`` in the official tool.
-
-    Raises:
-        InputError: missing / unreadable file, or a colour image.
-    """
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            if im.mode not in ("P", "L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N"):
-                raise InputError(f"{path} is a {im.mode} image; expected a single-channel index PNG "
-                                 "(palette or grayscale, pixel value = object id)")
-            a = np.asarray(im)
-    except InputError:
-        raise
-    except FileNotFoundError as e:
-        raise InputError(f"mask file does not exist: {path}") from e
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise InputError(f"cannot read mask {path}: {e}") from e
-    if a.dtype == np.bool_:
-        a = a.astype(np.uint8)
-    elif a.dtype != np.uint8:
-        if a.size and int(a.min()) < 0:
-            raise InputError(f"{path} has negative values")
-        a = a.astype(np.uint8) if a.size == 0 or int(a.max()) <= 255 else a.astype(np.int64)
-    if binary:
-        a = (a != 0).astype(np.uint8)
-    return a
-
-
 class _LazyMasks:
     """A sequence of mask files decoded on indexing; with an ``executor``, the next ``ahead`` files are
     decoded in the background (PNG decoding releases the GIL) while the current frame is scored."""

@@ -20,6 +20,7 @@ from ausm.io.atomic import atomic_open
 __all__ = [
     "DAVIS_PALETTE",
     "PALETTE_ARRAY",
+    "read_index_png",
     "VOID_ID",
     "save_index_png",
     "load_prompt_mask",
@@ -57,6 +58,62 @@ DAVIS_PALETTE: bytes = _make_palette()
 
 #: ``DAVIS_PALETTE`` as a read-only ``(256, 3)`` ``uint8`` array.
 PALETTE_ARRAY: np.ndarray = np.frombuffer(DAVIS_PALETTE, dtype=np.uint8).reshape(256, 3)
+
+
+_PALETTE_CODE = (PALETTE_ARRAY[:, 0].astype(np.int64) << 16) | (PALETTE_ARRAY[:, 1].astype(np.int64) << 8) \
+    | PALETTE_ARRAY[:, 2].astype(np.int64)
+_PALETTE_ORDER = np.argsort(_PALETTE_CODE)
+_INDEX_MODES = ("P", "L", "1", "I", "I;16", "I;16B", "I;16L", "I;16N")
+
+
+def read_index_png(path, binary: bool = False, palette_rgb: bool = False,
+                   max_id: int | None = None) -> np.ndarray:
+    """Read an index mask PNG (palette, grayscale or 16-bit) as its pixel values (palette indices for
+    palette images), like ``np.array(Image.open(path))`` in the official DAVIS tool.
+
+    Args:
+        binary: map every non-zero value to 1.
+        palette_rgb: accept RGB(A) images whose colours are all DAVIS palette colours (mapped to their
+            indices; data sets that ship colour masks); otherwise a colour image is refused.
+        max_id: refuse values above it (``None``: any).
+
+    Returns:
+        (H, W) ``uint8`` ids; ``int64`` when a 16-bit mask holds values above 255 (and ``max_id`` allows).
+
+    Raises:
+        InputError: missing / unreadable file; a colour image (outside the palette with ``palette_rgb``);
+            negative values or values above ``max_id``.
+    """
+    if not Path(os.fspath(path)).is_file():
+        raise InputError(f"mask file does not exist: {path}")
+    with open_image(path, "mask", "the file is truncated, corrupt or not an image") as im:
+        if im.mode in _INDEX_MODES:
+            a = np.asarray(im)
+        elif palette_rgb:
+            a = _palette_indices(np.asarray(im.convert("RGB")), path)
+        else:
+            raise InputError(f"{path} is a {im.mode} image; expected a single-channel index PNG "
+                             "(palette or grayscale, pixel value = object id)")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8)
+    elif a.dtype != np.uint8:
+        if a.size and int(a.min()) < 0:
+            raise InputError(f"{path} has negative values")
+        a = a.astype(np.uint8) if a.size == 0 or int(a.max()) <= 255 else a.astype(np.int64)
+    if binary:
+        return (a != 0).astype(np.uint8)
+    if max_id is not None and a.size and int(a.max()) > max_id:
+        raise InputError(f"mask {path} has ids above {max_id}")
+    return a
+
+
+def _palette_indices(rgb: np.ndarray, path) -> np.ndarray:
+    """(H, W, 3) uint8 colours -> (H, W) DAVIS palette indices; InputError for a colour off the palette."""
+    code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+    ids = _PALETTE_ORDER[np.clip(np.searchsorted(_PALETTE_CODE[_PALETTE_ORDER], code), 0, 255)]
+    if not np.array_equal(_PALETTE_CODE[ids], code):
+        raise InputError(f"RGB mask {path} has colours outside the DAVIS palette; save index (P) PNGs")
+    return ids.astype(np.uint8)
 
 
 def _as_id_array(mask, what: str = "mask") -> np.ndarray:
