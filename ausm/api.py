@@ -19,11 +19,6 @@ from .device import default_dtype, resolve_device
 from .inference.session import FrameResult, Session, propagate
 
 
-def default_device() -> torch.device:
-    """CUDA if available, then Apple MPS, then CPU (:func:`ausm.device.resolve_device`)."""
-    return resolve_device("auto")
-
-
 class AUSM:
     """A loaded AUSM model with streaming sessions.
 
@@ -43,7 +38,7 @@ class AUSM:
         or a hub id.
 
         Args:
-            device: ``None`` = :func:`default_device`.
+            device: ``None`` = automatic (:func:`ausm.device.resolve_device`).
             dtype: ``None`` = :func:`default_dtype` of that device.
             compile: ``torch.compile`` the per-frame network (:meth:`AUSMModel.compile_modules`): the first
                 frame then takes minutes to compile; worth it for long streams on a GPU.

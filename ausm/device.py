@@ -13,9 +13,11 @@ def _mps_available() -> bool:
     return mps is not None and mps.is_available()
 
 
-def resolve_device(name: str | torch.device | None = "auto", local_rank: int | None = None) -> torch.device:
+def resolve_device(name: str | torch.device | None = "auto", local_rank: int | None = None,
+                   auto_mps: bool = True) -> torch.device:
     """``"auto"`` / ``None`` → CUDA if available (``cuda:local_rank`` when a rank is given), else Apple
-    MPS, else CPU; otherwise the named device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``), checked.
+    MPS (unless ``auto_mps=False``: training never picks MPS by itself), else CPU; otherwise the named
+    device (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``), checked.
 
     Raises:
         InputError: an unknown device string, or a CUDA / MPS device this machine does not have.
@@ -23,7 +25,7 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int | N
     if name is None or (isinstance(name, str) and name == "auto"):
         if torch.cuda.is_available():
             return torch.device("cuda", local_rank) if local_rank is not None else torch.device("cuda")
-        return torch.device("mps") if _mps_available() else torch.device("cpu")
+        return torch.device("mps") if auto_mps and _mps_available() else torch.device("cpu")
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as e:

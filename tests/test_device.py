@@ -32,3 +32,14 @@ def test_cuda_without_cuda_is_an_input_error(capsys, tmp_path):
     err = capsys.readouterr().err
     assert rc == 2 and err.count("error:") == 1 and "CUDA is not available" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_auto_picks_mps_for_inference_but_not_for_training(monkeypatch):
+    """Training (``auto_mps=False``) never picks Apple MPS by itself; inference does."""
+    import ausm.device as d
+
+    monkeypatch.setattr(d.torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(d, "_mps_available", lambda: True)
+    assert d.resolve_device("auto").type == "mps"
+    assert d.resolve_device("auto", 0, auto_mps=False).type == "cpu"
+    assert d.resolve_device(None, auto_mps=False).type == "cpu"

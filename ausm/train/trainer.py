@@ -22,6 +22,7 @@ import torch
 from ..checkpoint import save_model
 from ..config import get_config
 from ..errors import CheckpointError, ConfigError, TrainingError
+from ..device import resolve_device
 from ..io.atomic import atomic_open
 from ..model import AUSMModel, Prediction
 from .losses import LossConfig, SetCriterion, collate_targets
@@ -420,15 +421,6 @@ def _dist_info():
     return rank, world, local
 
 
-def _training_device(tc: TrainConfig, local_rank: int) -> torch.device:
-    """Training never picks MPS by itself (``auto``: CUDA at this rank, else CPU)."""
-    from ..device import resolve_device
-
-    if tc.device != "auto":
-        return resolve_device(tc.device)
-    return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-
-
 def _bn_layers_updating(model: torch.nn.Module) -> list:
     """BatchNorm layers whose running statistics a forward pass updates (train mode, tracked stats)."""
     return [m for m in model.modules()
@@ -536,7 +528,7 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
             Checkpoints are written between collectives (and atomically), so ``OUT/last`` stays intact.
     """
     rank, world, local_rank = _dist_info()
-    device = _training_device(tc, local_rank)
+    device = resolve_device(tc.device, local_rank, auto_mps=False)
     own_group = False
     if world > 1 and not torch.distributed.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
