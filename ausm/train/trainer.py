@@ -1,6 +1,8 @@
 """Training loop: teacher-forced parallel training (Algorithm 2) and the frame-by-frame baseline.
 
-Run: ``ausm train --davis-root ROOT --out runs/tiny [--steps N] [--resume]`` (see ``ausm train -h``).
+Run: ``ausm train CONFIG.json [key=value ...] [--resume] [--mode parallel|iterative]``, e.g.
+``ausm train configs/lite_stage2.json steps=600 out=runs/s2 --resume`` (see ``ausm train -h`` and
+``docs/TRAINING.md``).
 """
 from __future__ import annotations
 
