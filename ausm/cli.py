@@ -1,8 +1,8 @@
 """Command-line interface: ``ausm segment | train | benchmark``.
 
 Exit codes (a one-line ``error:`` message on stderr, no traceback unless ``--debug``):
-0 success, 1 unexpected internal error, 2 bad input (video, mask, prompt, paths), 3 bad configuration,
-4 missing or broken checkpoint, 5 training cannot continue (repeated non-finite steps), 130 interrupted.
+0 success, 1 unexpected internal error, 2 bad input (video, mask, prompt, paths; OS errors about a
+path: permission denied, read-only file system, disk full, not a folder), 3 bad configuration, 4 missing or broken checkpoint, 5 training cannot continue (repeated non-finite steps), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -26,7 +26,20 @@ def exit_code(e: BaseException) -> int:
     for cls, code in EXIT_CODES.items():
         if isinstance(e, cls):
             return code
-    return 2 if isinstance(e, AUSMError) else 1
+    return 2 if isinstance(e, AUSMError) or _file_system_error(e) else 1
+
+
+def _file_system_error(e: BaseException) -> str | None:
+    """One line for an OS error about a path the user gave or the machine's state (permission denied,
+    read-only file system, disk full, not a folder, ...): these are exit 2, not internal errors."""
+    import errno
+
+    kinds = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR, errno.EISDIR,
+             errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ETXTBSY}
+    if not isinstance(e, OSError) or e.errno not in kinds:
+        return None
+    where = f": {e.filename}" if e.filename else ""
+    return f"{e.strerror or type(e).__name__}{where} (check the path, its permissions and free space)"
 
 
 # -- segment ------------------------------------------------------------------------------------
@@ -948,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         if isinstance(e, AUSMError):
             print(f"error: {e}", file=sys.stderr)
+        elif _file_system_error(e):
+            print(f"error: {_file_system_error(e)}", file=sys.stderr)
         else:
             print(f"error: internal error: {type(e).__name__}: {e} (run with --debug for the traceback)",
                   file=sys.stderr)

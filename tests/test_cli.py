@@ -277,3 +277,45 @@ def test_segment_replay(tmp_path, frame_dir, small_ckpt, bin_prompt):
                  str(small_ckpt), "--replay", "--quiet"]) == 0
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == [f"{i:05d}.png" for i in range(len(pngs))] and len(pngs) == len(list(frame_dir.iterdir()))
+
+
+@pytest.mark.parametrize("kind", ["davis", "ytvis"])
+def test_eval_refuses_a_json_path_that_cannot_be_created_before_evaluating(capsys, tmp_path, kind):
+    """--json whose folder is a file / missing, or which is a folder: exit 2, one line, before any work
+    (the ground truth does not even exist here)."""
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    opts = ["--gt-root", str(tmp_path / "no_gt"), "--pred", str(tmp_path)] if kind == "davis" else \
+        ["--gt", str(tmp_path / "no_gt.json"), "--pred", str(tmp_path / "no_pred.json")]
+    for bad, why in ((blocker / "r.json", "is not a folder"), (tmp_path / "missing" / "r.json", "does not exist"),
+                     (tmp_path, "is a folder")):
+        assert main(["eval", kind, *opts, "--json", str(bad)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: --json") and why in err[0], err
+    assert blocker.read_text() == "x"
+
+
+def test_os_errors_about_paths_are_input_errors_not_internal(capsys, tmp_path, monkeypatch):
+    """Permission denied / read-only file system / disk full while writing: exit 2 with one line naming
+    the file (as root the sandbox cannot make a folder unwritable, so the error is injected)."""
+    import errno
+
+    from ausm import cli
+
+    for code, text in ((errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system"),
+                       (errno.ENOSPC, "No space left on device")):
+        def fail(args, code=code, text=text):
+            raise OSError(code, text, str(tmp_path / "out" / "results.json"))
+
+        monkeypatch.setattr(cli, "cmd_benchmark", fail)
+        assert cli.main(["benchmark", "davis2016", "--root", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == [f"error: {text}: {tmp_path / 'out' / 'results.json'} "
+                       "(check the path, its permissions and free space)"]
+
+    def bug(args):
+        raise OSError(errno.EBADF, "Bad file descriptor")  # not about a user path: still internal
+
+    monkeypatch.setattr(cli, "cmd_benchmark", bug)
+    assert cli.main(["benchmark", "davis2016", "--root", str(tmp_path)]) == 1
+    assert "internal error" in capsys.readouterr().err

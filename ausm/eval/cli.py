@@ -15,10 +15,13 @@ __all__ = ["add_eval_parser", "cmd_eval_davis", "cmd_eval_ytvis", "main"]
 
 def cmd_eval_davis(args) -> int:
     from ..errors import InputError
+    from ..io.paths import check_output_file
     from .davis import evaluate_davis, format_table, write_json
 
     if args.workers < 1:
         raise InputError(f"--workers must be >= 1, got {args.workers}")
+    if args.json:
+        check_output_file(args.json, "--json")
     res = evaluate_davis(args.gt_root, args.pred, task=args.task, split=args.set, year=args.year,
                          resolution=args.resolution, sequences=args.sequences, layout=args.layout,
                          max_proposals=args.max_proposals or None, workers=args.workers,
@@ -32,9 +35,12 @@ def cmd_eval_davis(args) -> int:
 
 
 def cmd_eval_ytvis(args) -> int:
+    from ..io.paths import check_output_file
     from .davis import write_json
     from .ytvis import evaluate_ytvis, format_summary
 
+    if args.json:
+        check_output_file(args.json, "--json")
     res = evaluate_ytvis(args.gt, args.pred)
     print(format_summary(res))
     if args.json:

@@ -42,3 +42,21 @@ def check_output_separate(out: str | Path, inputs, flag: str = "--out") -> None:
         if i.is_relative_to(o):
             raise InputError(f"{flag} {out} contains the input {spec}: writing there could replace it; give "
                              "another folder (nothing was written)")
+
+
+def check_output_file(path: str | Path, flag: str) -> Path:
+    """Refuse, before any work, an output file that cannot be created: its folder is missing or not a
+    folder, or the path itself is a folder. (Permissions are found out when it is written; the CLI then
+    reports the OS error as one line, exit 2.)
+
+    Raises:
+        InputError: naming ``flag`` and the path.
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise InputError(f"{flag} {p} is a folder; give a file path")
+    parent = p.parent
+    if not parent.is_dir():
+        why = "is not a folder" if parent.exists() else "does not exist"
+        raise InputError(f"{flag} {p}: its folder {parent} {why}; create it first")
+    return p
