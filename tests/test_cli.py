@@ -281,13 +281,13 @@ def test_segment_replay(tmp_path, frame_dir, small_ckpt, bin_prompt):
 
 @pytest.mark.parametrize("kind", ["davis", "ytvis"])
 def test_eval_refuses_a_json_path_that_cannot_be_created_before_evaluating(capsys, tmp_path, kind):
-    """--json whose folder is a file / missing, or which is a folder: exit 2, one line, before any work
-    (the ground truth does not even exist here)."""
+    """--json inside a file, or which is a folder: exit 2, one line, before any work (the ground truth
+    does not even exist here). Missing folders are fine: they are created when the file is written."""
     blocker = tmp_path / "file"
     blocker.write_text("x")
     opts = ["--gt-root", str(tmp_path / "no_gt"), "--pred", str(tmp_path)] if kind == "davis" else \
         ["--gt", str(tmp_path / "no_gt.json"), "--pred", str(tmp_path / "no_pred.json")]
-    for bad, why in ((blocker / "r.json", "is not a folder"), (tmp_path / "missing" / "r.json", "does not exist"),
+    for bad, why in ((blocker / "r.json", "is not a folder"), (blocker / "sub" / "r.json", "is not a folder"),
                      (tmp_path, "is a folder")):
         assert main(["eval", kind, *opts, "--json", str(bad)]) == 2
         err = capsys.readouterr().err.strip().splitlines()

@@ -45,9 +45,9 @@ def check_output_separate(out: str | Path, inputs, flag: str = "--out") -> None:
 
 
 def check_output_file(path: str | Path, flag: str) -> Path:
-    """Refuse, before any work, an output file that cannot be created: its folder is missing or not a
-    folder, or the path itself is a folder. (Permissions are found out when it is written; the CLI then
-    reports the OS error as one line, exit 2.)
+    """Refuse, before any work, an output file that cannot be created: the path is a folder, or its
+    nearest existing ancestor is not a folder (missing folders are created when it is written).
+    Permissions are found out when it is written; the CLI then reports the OS error as one line, exit 2.
 
     Raises:
         InputError: naming ``flag`` and the path.
@@ -55,8 +55,9 @@ def check_output_file(path: str | Path, flag: str) -> Path:
     p = Path(path)
     if p.is_dir():
         raise InputError(f"{flag} {p} is a folder; give a file path")
-    parent = p.parent
-    if not parent.is_dir():
-        why = "is not a folder" if parent.exists() else "does not exist"
-        raise InputError(f"{flag} {p}: its folder {parent} {why}; create it first")
+    anc = p.parent
+    while not anc.exists() and anc != anc.parent:
+        anc = anc.parent
+    if anc.exists() and not anc.is_dir():
+        raise InputError(f"{flag} {p}: {anc} is not a folder")
     return p
