@@ -318,7 +318,7 @@ def read_rgb_frames(paths, what: str = "video") -> np.ndarray:
     """
     out = []
     for p in paths:
-        with open_image(p, "frame image", "the file is truncated or corrupt; replace or remove it") as im:
+        with open_image(p, "frame image", _FRAME_HINT) as im:
             out.append(image_to_rgb(im))
     if len({f.shape for f in out}) > 1:
         raise InputError(f"frames of {what!r} have different sizes")
