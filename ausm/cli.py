@@ -2,7 +2,8 @@
 
 Exit codes (a one-line ``error:`` message on stderr, no traceback unless ``--debug``):
 0 success, 1 unexpected internal error, 2 bad input (video, mask, prompt, paths; OS errors about a
-path: permission denied, read-only file system, disk full, not a folder), 3 bad configuration, 4 missing or broken checkpoint, 5 training cannot continue (repeated non-finite steps), 130 interrupted.
+path: permission denied, read-only file system, disk full, not a folder), 3 bad configuration, 4 missing
+or broken checkpoint, 5 training cannot continue (repeated non-finite steps), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -504,7 +505,6 @@ def cmd_segment(args) -> int:
         raise InputError("give an input (video file, frame folder, stream) or --demo")
     if not args.out:
         raise InputError("give --out OUTPUT_FOLDER")
-    from .inference.resume import PartialRun
     from .io.atomic import apply_umask
     from .io.paths import check_output_separate
 
@@ -522,18 +522,7 @@ def cmd_segment(args) -> int:
     if args.resume and not resumable:
         raise InputError("--resume needs video files or frame folders as inputs (live sources cannot be read "
                          "again), no --replay and no --finetune")
-    partial = snapshot = None
-    if resumable:
-        partial = PartialRun(out, _segment_fingerprint(args, inputs, readers, masks, formats, device))
-        if args.resume:
-            snapshot = partial.load()  # refuses a snapshot of another run (exit 2), before loading the model
-            if snapshot is None:
-                print(f"note: --resume: no snapshot in {partial.root}; starting from the beginning", file=sys.stderr)
-            else:
-                meta = snapshot[1]
-                _check_snapshot_meta(meta, inputs, readers, partial.snapshot_path)
-                print(f"note: --resume: continuing {inputs[meta['input_index']]} from frame {meta['frame']}",
-                      file=sys.stderr)
+    partial, snapshot = _partial_run(args, out, inputs, readers, masks, formats, device) if resumable else (None, None)
     model = load_model(args.checkpoint, device=device)
     if args.compile:
         if args.finetune:
@@ -578,14 +567,7 @@ def cmd_segment(args) -> int:
             if snap is not None and snap.every and i + 1 < len(inputs):  # input i is done
                 partial.save({}, {"input_index": i + 1, "frame": 0, "done": summaries})
         if "rle" in formats and not single:  # one results file for all videos, as benchmarks expect
-            with open(tmp / "results.json", "w", encoding="utf-8") as f:
-                f.write("[")
-                j = 0
-                for name in subdirs:
-                    for entry in json.loads((tmp / name / "results.json").read_text()):
-                        f.write(("" if j == 0 else ",") + "\n" + json.dumps(entry))
-                        j += 1
-                f.write("\n]\n")
+            _merge_results_json(tmp, subdirs)
         (tmp / _PID_FILE).unlink(missing_ok=True)
         _move_into(tmp, out)
         ok = True
@@ -609,21 +591,58 @@ def cmd_segment(args) -> int:
                     p.rmdir()
                 except OSError:
                     break
+    _report(summaries, out, subdirs if len(inputs) > 1 else None, formats, args.quiet)
+    return 0
+
+
+def _partial_run(args, out: Path, inputs, readers, masks, formats, device):
+    """The resumable run's work folder (:class:`~ausm.inference.resume.PartialRun`) and, with
+    ``--resume``, its checked snapshot ((tensors, meta) or ``None``: none yet). Raises InputError: a
+    snapshot of another run or one that does not fit the inputs (before the model is loaded)."""
+    from .inference.resume import PartialRun
+
+    partial = PartialRun(out, _segment_fingerprint(args, inputs, readers, masks, formats, device))
+    if not args.resume:
+        return partial, None
+    snapshot = partial.load()
+    if snapshot is None:
+        print(f"note: --resume: no snapshot in {partial.root}; starting from the beginning", file=sys.stderr)
+        return partial, None
+    meta = snapshot[1]
+    _check_snapshot_meta(meta, inputs, readers, partial.snapshot_path)
+    print(f"note: --resume: continuing {inputs[meta['input_index']]} from frame {meta['frame']}", file=sys.stderr)
+    return partial, snapshot
+
+
+def _merge_results_json(tmp: Path, subdirs: list[str]) -> None:
+    """One ``results.json`` for all videos (YouTube-VIS results format), from each ``<subdir>/results.json``."""
+    with open(tmp / "results.json", "w", encoding="utf-8") as f:
+        f.write("[")
+        j = 0
+        for name in subdirs:
+            for entry in json.loads((tmp / name / "results.json").read_text()):
+                f.write(("" if j == 0 else ",") + "\n" + json.dumps(entry))
+                j += 1
+        f.write("\n]\n")
+
+
+def _report(summaries: list[dict], out: Path, subdirs: list[str] | None, formats, quiet: bool) -> None:
+    """Warnings (stream ended early, prompts never reached) on stderr and, unless ``quiet``, what was
+    written where; ``subdirs`` = the per-input folders (``None``: one input wrote ``out``)."""
     for i, s in enumerate(summaries):
-        dest = out if len(inputs) == 1 else out / subdirs[i]
+        dest = out if subdirs is None else out / subdirs[i]
         if s["end_reason"]:
             print(f"warning: {s['name']}: the stream ended early after {s['frames']} frames: {s['end_reason']}",
                   file=sys.stderr)
         if s["missed"]:
             print(f"warning: {s['name']}: prompts for frames {s['missed']} were never reached "
                   f"({s['frames']} frames processed)", file=sys.stderr)
-        if not args.quiet:
+        if not quiet:
             extra = [f for f in s["written"] if f not in ("palette", "overlay.mp4")]
             what = ("masks" if "palette" in formats else "frames") + (
                 f" ({', '.join(['palette'] * ('palette' in formats) + extra)})" if extra else "")
             ov = " and overlay.mp4" if "overlay.mp4" in s["written"] else ""
             print(f"wrote {s['frames']} {what}{ov} to {dest}" + (" (stopped by Ctrl-C)" if s["stopped"] else ""))
-    return 0
 
 
 _SEGMENT_EPILOG = """\
