@@ -60,8 +60,9 @@ def _geometric_prompts(args) -> list[tuple[int, int, str, object, object]]:
     """``--prompt-box`` / ``--prompt-point`` → [(frame, obj_id, "box" | "points", data, labels)].
 
     Box i gets object id ``--obj-id + i``; all points form one object, the id after the boxes'.
+    Validation: :func:`~ausm.io.inputs.check_box` / :func:`~ausm.io.inputs.check_points`, as the API's.
     """
-    import numpy as np
+    from .io.inputs import check_box, check_points
 
     boxes = [_floats(b, "--prompt-box", (4,)) for b in (args.prompt_box or [])]
     points = [_floats(p, "--prompt-point", (2, 3)) for p in (args.prompt_point or [])]
@@ -74,22 +75,11 @@ def _geometric_prompts(args) -> list[tuple[int, int, str, object, object]]:
     obj = 1 if args.obj_id is None else int(args.obj_id)
     if frame < 0:
         raise InputError(f"--frame must be >= 0, got {frame}")
-    out = []
-    for i, b in enumerate(boxes):
-        if b[2] <= b[0] or b[3] <= b[1]:
-            raise InputError(f"--prompt-box {','.join(f'{v:g}' for v in b)}: need x1 > x0 and y1 > y0")
-        out.append((frame, obj + i, "box", np.array(b, np.float64), None))
+    out = [(frame, obj + i, "box", check_box(b, "--prompt-box"), None) for i, b in enumerate(boxes)]
     if points:
-        labels = []
-        for p in points:
-            lab = 1 if len(p) == 2 else p[2]
-            if lab not in (0.0, 1.0):
-                raise InputError(f"--prompt-point label must be 1 (on the object) or 0 (not on it), got {lab:g}")
-            labels.append(int(lab))
-        if 1 not in labels:
-            raise InputError("--prompt-point needs at least one positive point (label 1)")
-        pts = np.array([p[:2] for p in points], np.float64)
-        out.append((frame, obj + len(boxes), "points", pts, np.array(labels, np.int64)))
+        pts, labels = check_points([p[:2] for p in points], [1 if len(p) == 2 else p[2] for p in points],
+                                   "--prompt-point")
+        out.append((frame, obj + len(boxes), "points", pts, labels))
     for _, o, _, _, _ in out:
         if not 0 < o < 65536:
             raise InputError(f"object ids must be in 1..65535, got {o} (from --obj-id)")

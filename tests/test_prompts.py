@@ -5,7 +5,7 @@ import torch
 
 from ausm.errors import InputError
 from ausm.inference import Session
-from ausm.inference.session import GeometricPrompt, select_candidate
+from ausm.inference.prompting import GeometricPrompt, select_candidate
 
 
 def _cands():

@@ -18,7 +18,7 @@ def _tensor_bytes(session):
     """Every tensor reachable from the session's state, counted independently of state_nbytes()."""
     st = session._state
     tensors = [st.x_prev] + [t for m in st.mamba for t in (m.conv_state, m.ssm_state)]
-    tensors += [session._slot_id, session._slot_obj, session._slot_mask, session._free]
+    tensors += session.objects.tensors()
     return sum(t.numel() * t.element_size() for t in tensors), [tuple(t.shape) for t in tensors]
 
 

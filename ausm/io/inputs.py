@@ -30,7 +30,8 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 
-__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_geometric_in_frame", "open_image", "error_reason",
+__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_box", "check_points", "check_geometric_in_frame",
+           "open_image", "error_reason",
            "MAX_FRAME_PIXELS"]
 
 #: Frames and masks above this many pixels are refused, from their header, before decoding (8K UHD is
@@ -101,6 +102,51 @@ def prompt_mask_to_bool(mask, what: str = "prompt mask") -> np.ndarray:
                              f"{what} has no finite values")
         return m >= 0.5
     raise InputError(f"{what} dtype {m.dtype} is not accepted: give bool, integers or floats in [0, 1]")
+
+
+def check_box(box, what: str = "box") -> np.ndarray:
+    """A box prompt (x0, y0, x1, y1) in pixels (x right, y down) → (4,) float64.
+
+    Raises:
+        InputError: not 4 finite numbers, or x1 <= x0 or y1 <= y0 (named ``what``).
+    """
+    try:
+        b = np.asarray(box, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be 4 numbers (x0, y0, x1, y1), got {box!r}") from None
+    if b.shape != (4,) or not np.isfinite(b).all():
+        raise InputError(f"{what} must be 4 finite numbers (x0, y0, x1, y1), got {box!r}")
+    if b[2] <= b[0] or b[3] <= b[1]:
+        raise InputError(f"{what} {','.join(f'{v:g}' for v in b)}: need x1 > x0 and y1 > y0")
+    return b
+
+
+def check_points(points, labels=None, what: str = "points") -> tuple[np.ndarray, np.ndarray]:
+    """Point prompts → ((k, 2) float64 (x, y) pixels, (k,) int64 labels: 1 on the object, 0 not on it).
+
+    ``points`` is (k, 2) or one (2,) point; ``labels`` defaults to all positive.
+
+    Raises:
+        InputError: not (k, 2) finite numbers with k ≥ 1, labels not k values in {0, 1}, or no positive.
+    """
+    try:
+        pts = np.asarray(points, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{what} must be (k, 2) numbers (x, y), got {points!r}") from None
+    if pts.ndim == 1:
+        pts = pts[None]
+    if pts.ndim != 2 or pts.shape[1] != 2 or len(pts) == 0 or not np.isfinite(pts).all():
+        raise InputError(f"{what} must be (k, 2) finite numbers (x, y), got shape {pts.shape}")
+    try:
+        lab = np.ones(len(pts)) if labels is None else np.asarray(labels, dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError):
+        raise InputError(f"{what}: labels must be k values in {{0, 1}}, got {labels!r}") from None
+    if lab.shape != (len(pts),) or not np.isin(lab, (0, 1)).all():
+        raise InputError(f"{what}: labels must be 1 (on the object) or 0 (not on it), one per point, "
+                         f"got {labels!r}")
+    if not (lab == 1).any():
+        raise InputError(f"{what}: at least one positive point (label 1) is needed")
+    return pts, lab.astype(np.int64)
 
 
 def check_geometric_in_frame(kind: str, data, size: tuple[int, int], what: str = "the stream",

@@ -71,6 +71,25 @@ class StreamState:
         """Bytes held by the tensors of this state."""
         return self.x_prev.numel() * self.x_prev.element_size() + sum(m.nbytes() for m in self.mamba)
 
+    @staticmethod
+    def cat(states: list["StreamState"]) -> "StreamState":
+        """One state for the streams of ``states`` (same grid), batched in their order; ``t`` of the first."""
+        return StreamState(
+            x_prev=torch.cat([s.x_prev for s in states]),
+            mamba=[MambaState(conv_state=torch.cat([s.mamba[i].conv_state for s in states]),
+                              ssm_state=torch.cat([s.mamba[i].ssm_state for s in states]))
+                   for i in range(len(states[0].mamba))],
+            hw=states[0].hw, t=states[0].t)
+
+    def split(self) -> list["StreamState"]:
+        """The inverse of :meth:`cat`: one state per stream (views, no copies)."""
+        B = self.x_prev.shape[0]
+        P = self.hw[0] * self.hw[1]  # Mamba states hold one sequence per pixel of each stream
+        return [StreamState(x_prev=self.x_prev[b:b + 1],
+                            mamba=[MambaState(conv_state=m.conv_state[b * P:(b + 1) * P],
+                                              ssm_state=m.ssm_state[b * P:(b + 1) * P]) for m in self.mamba],
+                            hw=self.hw, t=self.t) for b in range(B)]
+
 
 class AUSMModel(nn.Module):
     """AUSM: frame encoder, History Marker/Compressor/Decoder, Pixel Decoder, class heads,
