@@ -16,7 +16,7 @@ import torch
 
 from .checkpoint import load_model
 from .device import default_dtype, resolve_device
-from .inference.session import FrameResult, Session, propagate
+from .inference import FrameResult, Session, propagate
 
 
 class AUSM:

@@ -347,19 +347,16 @@ def _add_frame_prompts(session, k: int, plan: dict, resized: dict, geo_at: dict,
 
 
 def _replay(session, buf: list, writer, desc: str, quiet: bool) -> int:
-    """Test-time replay (paper Table 3): step through ``buf`` forward, backward, forward
-    (:func:`~ausm.inference.session.replay_order`) and write the last pass. Returns frames written."""
+    """Test-time replay (:func:`~ausm.inference.propagate.replay_steps`) of ``buf``, writing the last pass.
+    Returns frames written."""
+    from functools import partial
+
     from tqdm import tqdm
 
-    from .inference.session import replay_order
+    from .inference.propagate import replay_steps
 
-    order = replay_order(len(buf))
-    keep_from = len(order) - len(buf)
-    for j, f in enumerate(tqdm(order, desc=desc + " (replay)", unit="step", disable=quiet)):
-        res = session.step(buf[f])
-        if j >= keep_from:
-            res.frame_idx = f
-            writer.write(f, buf[f], res)
+    for res in replay_steps(session, buf, partial(tqdm, desc=desc + " (replay)", unit="step", disable=quiet)):
+        writer.write(res.frame_idx, buf[res.frame_idx], res)
     return len(buf)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from ausm.errors import InputError
 from ausm.inference.finetune import finetune_on_prompt
-from ausm.inference.session import propagate
+from ausm.inference import propagate
 
 from conftest import box_mask, make_model
 

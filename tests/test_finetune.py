@@ -10,7 +10,7 @@ import torch
 
 from ausm.errors import InputError
 from ausm.inference.finetune import FinetuneConfig, as_finetune_config, finetune_on_prompt
-from ausm.inference.session import Session, SessionBatch, propagate
+from ausm.inference import Session, SessionBatch, propagate
 
 from conftest import SHARED, box_mask, make_model, needs_shared, subprocess_env
 

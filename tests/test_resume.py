@@ -27,7 +27,7 @@ from ausm.cli import main
 from ausm.data.synthetic import render_video
 from ausm.inference import Session
 from ausm.inference.resume import PARTIAL_DIRNAME, load_snapshot, save_snapshot
-from ausm.inference.session import FrameResult
+from ausm.inference import FrameResult
 from ausm.io import ResultWriter, save_index_png
 
 

@@ -421,7 +421,7 @@ def test_class_scores_are_maxed_over_frames_and_named(frames):
 
 
 def test_replay_order_and_propagate_with_replay(small_model, frames):
-    from ausm.inference.session import propagate, replay_order
+    from ausm.inference import propagate, replay_order
 
     assert replay_order(4) == [0, 1, 2, 3, 2, 1, 0, 1, 2, 3]
     assert replay_order(1) == [0]

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..data.davis import DavisDataset
 from ..errors import InputError
-from ..inference.session import Session, propagate
+from ..inference import Session, propagate
 from ..io.masks import save_index_png
 from .davis import renumber_proposals, score_sequence, summarize, write_json
 
@@ -31,7 +31,7 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         task: ``"semi"`` or ``"unsupervised"``.
         out: optional folder for predicted palette PNGs ``OUT/<seq>/<frame>.png`` and ``results.json``.
         replay: test-time replay (paper Table 3): stream forward, backward, forward and keep the last
-            pass (:func:`~ausm.inference.session.propagate`); 3× the compute.
+            pass (:func:`~ausm.inference.propagate.propagate`); 3× the compute.
         finetune: semi-supervised only: a :class:`~ausm.inference.finetune.FinetuneConfig` (or a step
             count) to adapt a copy of the model to each sequence's first-frame masks before segmenting it
             (OSVOS-style test-time fine-tuning, :func:`~ausm.inference.finetune.finetune_on_prompt`);

@@ -2,7 +2,7 @@
 A_t), its history mask on the stride-8 grid (M_t), and its class scores maxed over the frames so far.
 
 Slots ``0..n-1`` are the tracked objects, in track order (the order of the model's track queries and of
-:class:`~ausm.inference.session.FrameResult`'s rows); the rest are empty. Every tensor has ``num_ids``
+:class:`~ausm.inference.results.FrameResult`'s rows); the rest are empty. Every tensor has ``num_ids``
 rows from the start, so the table never grows with the number of frames (spec §3, constant memory).
 """
 from __future__ import annotations

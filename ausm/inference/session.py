@@ -22,60 +22,22 @@ prompts waiting for their frame: :mod:`ausm.inference.prompting`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..io.inputs import MAX_FRAME_PIXELS, frame_to_tensor
+from ..io.inputs import check_frame_pixels, frame_to_tensor
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 from .objects import ObjectTable
-from .prompting import GeometricPrompt, PromptQueue, box_of, make_prompt, select_candidate
+from .prompting import GeometricPrompt, PromptQueue, make_prompt, select_candidate
+from .results import FrameResult
 
 
 #: :meth:`Session.state_dict` format; 2 stores the Mamba states state-major (L, d_state, d_inner)
 #: (:class:`~ausm.model.mamba.MambaState`); version-1 states (L, d_inner, d_state) still load.
 SESSION_STATE_VERSION = 2
-
-
-@dataclass
-class FrameResult:
-    """Output of one :meth:`Session.step`.
-
-    Attributes:
-        frame_idx: 0-based index of the frame in the stream.
-        obj_ids: client object ids, in track order.
-        masks: (n, H, W) bool masks at the input frame's resolution.
-        scores: (n,) float32 foreground probabilities of the tracks (1.0 on prompted frames).
-        index_mask: (H, W) uint16 VOS index mask: per pixel the object with the highest probability
-            among those above 0.5, else 0 (spec §7).
-        new_obj_ids: objects that started on this frame (prompts and detections).
-        class_ids: (n,) int64 class index of each track in the session's class head: the argmax of
-            its class probabilities maxed over the frames seen so far (spec §7, GenVIS); 0 for the
-            class-agnostic head.
-        class_scores: (n,) float32 the probability of that class (max over frames).
-        class_names: the class names (``cfg.class_names[head]``; ``"object"`` for the agnostic head,
-            ``"class_<i>"`` when the checkpoint stores no names).
-    """
-
-    frame_idx: int
-    obj_ids: list[int]
-    masks: np.ndarray
-    scores: np.ndarray
-    index_mask: np.ndarray
-    new_obj_ids: list[int] = field(default_factory=list)
-    class_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    class_scores: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
-    class_names: list[str] = field(default_factory=list)
-
-    @property
-    def boxes(self) -> np.ndarray:
-        """(n, 4) float32 boxes (x0, y0, x1, y1) in pixels of the masks (zeros for empty masks)."""
-        if len(self.masks) == 0:
-            return np.zeros((0, 4), np.float32)
-        return box_of(torch.from_numpy(self.masks)).numpy().astype(np.float32)
 
 
 def _resize(t: torch.Tensor, size) -> torch.Tensor:
@@ -221,7 +183,7 @@ class Session:
         tensors.update(pending_tensors)
         st = self._state
         if st is not None:
-            tensors.update(_stream_state_tensors(st))
+            tensors.update(st.to_tensors())
         meta = {
             "version": SESSION_STATE_VERSION, "num_ids": int(self.cfg.num_ids), "class_head": self.class_head,
             "fg_threshold": self.fg_threshold, "detect_new_objects": self._detect_arg, "seed": self._seed,
@@ -259,7 +221,12 @@ class Session:
             if started:
                 ref = self.model.init_state(1, tuple(int(v) for v in meta["hw"]), device=self.device,
                                             dtype=self.dtype)
-                self._state = _load_stream_state(tensors, meta, ref, version, self.device, self.dtype)
+                if len(ref.mamba) != int(meta["mamba_layers"]):
+                    raise InputError("the session state does not fit this model (another architecture)")
+                try:
+                    self._state = StreamState.from_tensors(tensors, ref, int(meta["t"]), ssm_inner_major=version == 1)
+                except ValueError as e:
+                    raise InputError(f"the session state does not fit this model (another architecture): {e}") from e
                 self._frame_size = tuple(int(v) for v in meta["frame_size"])
                 self._input_size = tuple(int(v) for v in meta["input_size"])
         except KeyError as e:
@@ -342,7 +309,7 @@ class Session:
     def _prepare(self, frame) -> _FrameInput:
         """Checks (before any state changes), the model input and this frame's prompts; on frame 0 the
         mask prompts enter M_0 (prompted Algorithm 1: A_0 = Sampler(B, |y_0|))."""
-        _check_frame_pixels(frame)
+        check_frame_pixels(frame)
         img = frame_to_tensor(frame)
         H, W = img.shape[-2:]
         k = self._frame_idx
@@ -533,154 +500,3 @@ class Session:
                            class_names=self.class_names,
                            masks=masks.cpu().numpy(), scores=scores.float().cpu().numpy(),
                            index_mask=idx.cpu().numpy().astype(np.uint16), new_obj_ids=fi.new_ids)
-
-
-def _check_frame_pixels(frame) -> None:
-    """Refuse an absurd frame from its shape, before any copy of it is made."""
-    shape = getattr(frame, "shape", None)
-    if shape is not None and len(shape) == 3:
-        fh, fw = (shape[0], shape[1]) if isinstance(frame, np.ndarray) else (shape[1], shape[2])
-        if fh * fw > MAX_FRAME_PIXELS:
-            raise InputError(f"frame of {fw}x{fh} pixels is larger than {MAX_FRAME_PIXELS // 10**6} "
-                             f"megapixels; downscale the video first (e.g. ffmpeg -vf scale=-2:1080)")
-
-
-def _stream_state_tensors(st: StreamState) -> dict[str, torch.Tensor]:
-    """CPU copies of the network's stream state, named for a session snapshot."""
-    def cpu(t):
-        return t.detach().to("cpu").clone().contiguous()
-
-    out = {"x_prev": cpu(st.x_prev)}
-    for i, m in enumerate(st.mamba):
-        out[f"mamba.{i}.conv_state"] = cpu(m.conv_state)
-        out[f"mamba.{i}.ssm_state"] = cpu(m.ssm_state)
-    return out
-
-
-def _load_stream_state(tensors: dict, meta: dict, ref: StreamState, version: int, device, dtype) -> StreamState:
-    """The network's stream state from a snapshot, checked against ``ref`` (a fresh state of this model).
-
-    Raises:
-        InputError: shapes of another architecture. KeyError: a missing tensor.
-    """
-    from ..model.mamba import MambaState
-
-    x_prev = tensors["x_prev"].to(device, dtype)
-    if len(ref.mamba) != int(meta["mamba_layers"]) or x_prev.shape != ref.x_prev.shape:
-        raise InputError("the session state does not fit this model (another architecture)")
-    mamba = []
-    for i, r in enumerate(ref.mamba):
-        c = tensors[f"mamba.{i}.conv_state"].to(device, dtype)
-        s = tensors[f"mamba.{i}.ssm_state"].to(device, dtype)
-        if version == 1:  # version 1 stored h as (L, d_inner, d_state)
-            s = s.transpose(-1, -2).contiguous()
-        if c.shape != r.conv_state.shape or s.shape != r.ssm_state.shape:
-            raise InputError("the session state does not fit this model (another architecture)")
-        mamba.append(MambaState(conv_state=c, ssm_state=s))
-    return StreamState(x_prev=x_prev, mamba=mamba, hw=ref.hw, t=int(meta["t"]))
-
-
-class SessionBatch:
-    """Several independent streams advanced together: one network call per step for all of them
-    (batched frames, padded track queries), each stream with its own objects, prompts and state.
-
-    Args:
-        sessions: the :class:`Session` objects (same model); create them with ``Session(model, ...)``.
-
-    Every stream's frames must map to the same model input size (e.g. the same video resolution).
-    Results equal stepping each session alone (tested).
-    """
-
-    def __init__(self, sessions: list[Session]):
-        if not sessions:
-            raise InputError("SessionBatch needs at least one session")
-        if len({id(s.model) for s in sessions}) != 1:
-            raise InputError("all sessions of a batch must share one model")
-        if any(s.finetune is not None for s in sessions):
-            raise InputError("test-time fine-tuning gives each session its own weights; it cannot be used in a "
-                             "SessionBatch (step those sessions one by one)")
-        self.sessions = list(sessions)
-        self.model = sessions[0].model
-
-    def __len__(self):
-        return len(self.sessions)
-
-    def state_nbytes(self) -> int:
-        return sum(s.state_nbytes() for s in self.sessions)
-
-    @torch.inference_mode()
-    def step(self, frames: list) -> list[FrameResult]:
-        """Advance every stream by one frame (``frames[i]`` for stream i).
-
-        Raises:
-            InputError: wrong number of frames, or streams whose model input sizes differ.
-        """
-        if len(frames) != len(self.sessions):
-            raise InputError(f"{len(frames)} frames for {len(self.sessions)} streams")
-        inputs = [s._prepare(f) for s, f in zip(self.sessions, frames)]
-        sizes = {tuple(fi.x.shape[-2:]) for fi in inputs}
-        if len(sizes) != 1:
-            raise InputError(f"streams of one batch need the same model input size, got {sorted(sizes)}")
-        queries = [s._queries() for s in self.sessions]
-        ns = [len(ids) for ids, _ in queries]
-        n, s0 = max(ns), self.sessions[0]
-        B, P = len(self.sessions), queries[0][1].shape[1]
-        ids = torch.zeros(B, n, dtype=torch.long, device=s0.device)  # padded with inactive queries
-        active = torch.zeros(B, n, dtype=torch.bool, device=s0.device)
-        hist = torch.zeros(B, n, P, dtype=s0.dtype, device=s0.device)
-        for b, ((ib, hb), nb) in enumerate(zip(queries, ns)):
-            ids[b, :nb], active[b, :nb], hist[b, :nb] = ib.to(s0.device), True, hb
-        old = [s._state for s in self.sessions]
-        pred, new = self.model.step(torch.cat([fi.x for fi in inputs]), StreamState.cat(old), ids, active, hist)
-        out = []
-        for b, (s, fi, nb, st) in enumerate(zip(self.sessions, inputs, ns, new.split())):
-            st.t = old[b].t + 1
-            s._state = st
-            keep = torch.cat([torch.arange(nb), torch.arange(n, pred.final_masks.shape[1])])
-            out.append(s._finish(fi, pred.final_masks[b, keep], pred.final_embs[b, keep]))
-        return out
-
-
-def replay_order(T: int) -> list[int]:
-    """Frame order of test-time replay (paper Table 3): I_1..I_T, I_{T-1}..I_1, I_2..I_T (0-based);
-    the last T steps cover every frame once."""
-    if T <= 1:
-        return list(range(T))
-    return list(range(T)) + list(range(T - 2, -1, -1)) + list(range(1, T))
-
-
-def propagate(model: AUSMModel, frames: Iterable, prompts: dict[int, dict[int, np.ndarray]] | None = None,
-              replay: bool = False, **session_kwargs) -> Iterator[FrameResult]:
-    """Offline convenience built on :meth:`Session.step`: yields one :class:`FrameResult` per frame,
-    in frame order.
-
-    Args:
-        frames: an iterable of (H, W, 3) uint8 RGB frames (e.g. a :class:`~ausm.io.FrameReader`).
-        prompts: ``{frame_idx: {obj_id: mask (H, W)}}``; ``None`` or empty = unprompted.
-        replay: test-time compute scaling (paper Table 3): stream forward, backward, forward
-            (:func:`replay_order`) and keep the last T predictions. Buffers the frames; prompts must be
-            on frame 0 (a prompt on a later frame would be seen at a different point of the replay).
-        session_kwargs: passed to :class:`Session`.
-
-    Raises:
-        InputError: ``replay`` with prompts on frames other than 0.
-    """
-    session = Session(model, **session_kwargs)
-    prompts = prompts or {}
-    if replay and any(f != 0 for f in prompts):
-        raise InputError("test-time replay supports prompts on frame 0 only")
-    for f_idx, objs in prompts.items():
-        for o, m in objs.items():
-            session.add_prompt(f_idx, o, m)
-    if not replay:
-        for frame in frames:
-            yield session.step(frame)
-        return
-    buf = list(frames)
-    order = replay_order(len(buf))
-    keep_from = len(order) - len(buf)
-    for j, f in enumerate(order):
-        res = session.step(buf[f])
-        if j >= keep_from:
-            res.frame_idx = f
-            yield res

@@ -30,7 +30,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..errors import InputError
 
-__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_box", "check_points", "check_geometric_in_frame",
+__all__ = ["frame_to_tensor", "prompt_mask_to_bool", "check_box", "check_points", "check_frame_pixels", "check_geometric_in_frame",
            "open_image", "error_reason",
            "MAX_FRAME_PIXELS"]
 
@@ -102,6 +102,21 @@ def prompt_mask_to_bool(mask, what: str = "prompt mask") -> np.ndarray:
                              f"{what} has no finite values")
         return m >= 0.5
     raise InputError(f"{what} dtype {m.dtype} is not accepted: give bool, integers or floats in [0, 1]")
+
+
+def check_frame_pixels(frame) -> None:
+    """Refuse an absurd frame from its shape alone, before any copy of it is made: (H, W, C) numpy
+    arrays and (C, H, W) tensors above :data:`MAX_FRAME_PIXELS`.
+
+    Raises:
+        InputError: naming the size and how to downscale.
+    """
+    shape = getattr(frame, "shape", None)
+    if shape is not None and len(shape) == 3:
+        fh, fw = (shape[0], shape[1]) if isinstance(frame, np.ndarray) else (shape[1], shape[2])
+        if fh * fw > MAX_FRAME_PIXELS:
+            raise InputError(f"frame of {fw}x{fh} pixels is larger than {MAX_FRAME_PIXELS // 10**6} "
+                             f"megapixels; downscale the video first (e.g. ffmpeg -vf scale=-2:1080)")
 
 
 def check_box(box, what: str = "box") -> np.ndarray:

@@ -81,6 +81,41 @@ class StreamState:
                    for i in range(len(states[0].mamba))],
             hw=states[0].hw, t=states[0].t)
 
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """CPU copies named ``x_prev``, ``mamba.<i>.conv_state``, ``mamba.<i>.ssm_state`` (for snapshots)."""
+        def cpu(t):
+            return t.detach().to("cpu").clone().contiguous()
+
+        out = {"x_prev": cpu(self.x_prev)}
+        for i, m in enumerate(self.mamba):
+            out[f"mamba.{i}.conv_state"] = cpu(m.conv_state)
+            out[f"mamba.{i}.ssm_state"] = cpu(m.ssm_state)
+        return out
+
+    @staticmethod
+    def from_tensors(tensors: dict, ref: "StreamState", t: int, ssm_inner_major: bool = False) -> "StreamState":
+        """The inverse of :meth:`to_tensors`, on ``ref``'s device and dtype, checked against ``ref`` (a fresh
+        state of the same model and grid). ``ssm_inner_major``: the SSM states are stored
+        (L, d_inner, d_state), the layout before session-state version 2.
+
+        Raises:
+            ValueError: shapes of another architecture. KeyError: a missing tensor.
+        """
+        dev, dt = ref.x_prev.device, ref.x_prev.dtype
+        x_prev = tensors["x_prev"].to(dev, dt)
+        if x_prev.shape != ref.x_prev.shape:
+            raise ValueError(f"x_prev of shape {tuple(x_prev.shape)}, this model has {tuple(ref.x_prev.shape)}")
+        mamba = []
+        for i, r in enumerate(ref.mamba):
+            c = tensors[f"mamba.{i}.conv_state"].to(dev, dt)
+            s = tensors[f"mamba.{i}.ssm_state"].to(dev, dt)
+            if ssm_inner_major:
+                s = s.transpose(-1, -2).contiguous()
+            if c.shape != r.conv_state.shape or s.shape != r.ssm_state.shape:
+                raise ValueError(f"Mamba layer {i} state of another shape")
+            mamba.append(MambaState(conv_state=c, ssm_state=s))
+        return StreamState(x_prev=x_prev, mamba=mamba, hw=ref.hw, t=t)
+
     def split(self) -> list["StreamState"]:
         """The inverse of :meth:`cat`: one state per stream (views, no copies)."""
         B = self.x_prev.shape[0]
