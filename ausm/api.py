@@ -60,8 +60,9 @@ class AUSM:
 
     def session(self, **kwargs) -> Session:
         """A new streaming :class:`~ausm.inference.Session` (kwargs: ``detect_new_objects``,
-        ``class_head``, ``fg_threshold``, ``seed``, ``finetune``)."""
-        return Session(self.model, **kwargs)
+        ``class_head``, ``fg_threshold``, ``seed``, ``finetune`` — a step count or a
+        :class:`~ausm.train.finetune.FinetuneConfig`, given to the session as its ``adapt`` — or ``adapt``)."""
+        return Session(self.model, **_session_kwargs(kwargs))
 
     def propagate(self, video, prompts: dict | None = None, replay: bool = False, **kwargs) -> Iterator[FrameResult]:
         """Offline segmentation of a whole video.
@@ -70,6 +71,7 @@ class AUSM:
             video: a path (frame folder or video file) or an iterable of (H, W, 3) uint8 frames.
             prompts: ``{frame_idx: {obj_id: mask}}``; ``None`` = unprompted.
             replay: test-time replay (forward, backward, forward).
+            kwargs: as :meth:`session`.
 
         Yields:
             one :class:`FrameResult` per frame.
@@ -78,7 +80,21 @@ class AUSM:
             from .io.sources import open_source
 
             video = open_source(video)
-        yield from propagate(self.model, video, prompts, replay=replay, **kwargs)
+        yield from propagate(self.model, video, prompts, replay=replay, **_session_kwargs(kwargs))
 
     def __repr__(self) -> str:
         return f"AUSM({self.config.name!r}, device={self.device}, dtype={self.dtype})"
+
+
+def _session_kwargs(kwargs: dict) -> dict:
+    """``finetune=`` (a step count or FinetuneConfig) → the session's ``adapt=``."""
+    if "finetune" not in kwargs:
+        return kwargs
+    from .train.finetune import as_finetune_config
+
+    kwargs = dict(kwargs)
+    if kwargs.get("adapt") is not None:
+        from .errors import InputError
+        raise InputError("give finetune= or adapt=, not both")
+    kwargs["adapt"] = as_finetune_config(kwargs.pop("finetune"))
+    return kwargs

@@ -254,7 +254,9 @@ def _segment_frames(model, reader, frames, live, what, folder, masks, geo, args,
     for g in geo:
         geo_at.setdefault(g[0], []).append(g)
 
-    session = Session(model, detect_new_objects=bool(args.unprompted), finetune=args.finetune)
+    from .train.finetune import as_finetune_config
+
+    session = Session(model, detect_new_objects=bool(args.unprompted), adapt=as_finetune_config(args.finetune))
     stream = chain([first], frames)
     writer_kw = dict(overlay=args.overlay, fps=reader.fps, names=reader.names if args.keep_names else None,
                      video_id=video_id, resumable=snap is not None or restore is not None)

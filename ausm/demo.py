@@ -54,8 +54,8 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
         size: (H, W) of the frames.
         seed, num_objects: of :func:`~ausm.data.synthetic.render_video`.
         device: torch device (``None``: automatic, as :meth:`ausm.AUSM.from_pretrained`).
-        finetune: test-time fine-tuning of the prompted run (:class:`~ausm.inference.session.Session`'s
-            ``finetune``: a step count or a :class:`~ausm.inference.finetune.FinetuneConfig`; None = off).
+        finetune: test-time fine-tuning of the prompted run: a step count or a
+            :class:`~ausm.train.finetune.FinetuneConfig` (the session's ``adapt``); None = off.
 
     Returns:
         ``{"prompted": {"J&F-Mean", "J-Mean", "F-Mean"}, "unprompted": {... , "class_accuracy",
@@ -65,7 +65,7 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
         InputError: ``num_frames`` < 3; CheckpointError: a broken checkpoint.
     """
     from .api import AUSM
-    from .inference.finetune import as_finetune_config
+    from .train.finetune import as_finetune_config
     from .io.atomic import atomic_open
 
     if num_frames < 3:
@@ -81,7 +81,7 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
             prompts.setdefault(f, {})[o] = vid.ids[f] == o
     head = SHAPES_HEAD if SHAPES_HEAD in model.model.class_heads else "agnostic"
     ft = as_finetune_config(finetune)
-    runs = {"prompted": dict(prompts=prompts, finetune=ft), "unprompted": dict(prompts=None, class_head=head)}
+    runs = {"prompted": dict(prompts=prompts, adapt=ft), "unprompted": dict(prompts=None, class_head=head)}
     result: dict = {"finetune_steps": ft.steps if ft else 0, "frames": num_frames, "size": list(size),
                     "objects": len(vid.object_ids), "classes": [SHAPE_CLASSES[c] for c in vid.classes],
                     "seconds": {}, "out": str(out),

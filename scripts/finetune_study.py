@@ -13,7 +13,7 @@ import torch
 
 from ausm.checkpoint import load_model
 from ausm.eval.benchmark import benchmark_davis
-from ausm.inference.finetune import FinetuneConfig
+from ausm.train.finetune import FinetuneConfig
 
 SUBSET = "blackswan,cows,car-shadow,dog,breakdance,goat"
 
@@ -41,7 +41,7 @@ def main():
             kw["scale"] = tuple(kw["scale"])
         t = time.time()
         r = benchmark_davis(model, a.root, split=a.split, resolution=a.resolution, sequences=seqs, progress=False,
-                            finetune=FinetuneConfig(**kw) if kw.get("steps") else None)
+                            adapt=FinetuneConfig(**kw) if kw.get("steps") else None)
         print(json.dumps({"cfg": kw, "JF": round(100 * r["J&F-Mean"], 2), "J": round(100 * r["J-Mean"], 2),
                           "F": round(100 * r["F-Mean"], 2), "sec": round(time.time() - t),
                           "per": {k: round(100 * v, 1) for k, v in r["per_object"].items()}}), flush=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ausm.errors import InputError
-from ausm.inference.finetune import finetune_on_prompt
+from ausm.train.finetune import finetune_on_prompt
 from ausm.inference import propagate
 
 from conftest import box_mask, make_model

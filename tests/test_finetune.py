@@ -1,4 +1,4 @@
-"""Test-time fine-tuning on the prompted frame (ausm.inference.finetune, Session(finetune=...))."""
+"""Test-time fine-tuning on the prompted frame (ausm.train.finetune, Session(adapt=...))."""
 from __future__ import annotations
 
 import subprocess
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ausm.errors import InputError
-from ausm.inference.finetune import FinetuneConfig, as_finetune_config, finetune_on_prompt
+from ausm.train.finetune import FinetuneConfig, as_finetune_config, finetune_on_prompt
 from ausm.inference import Session, SessionBatch, propagate
 
 from conftest import SHARED, box_mask, make_model, needs_shared, subprocess_env
@@ -86,17 +86,17 @@ def test_fine_tuning_fits_the_prompted_object():
     cfg = FinetuneConfig(steps=25, lr=1e-3, seed=0)
     res = {}
     for name, ft in (("plain", None), ("tuned", cfg)):
-        out = list(propagate(model, [img, other, other], {0: {1: m}}, finetune=ft))
+        out = list(propagate(model, [img, other, other], {0: {1: m}}, adapt=ft))
         res[name] = iou(out[2].index_mask == 1, m)
     assert res["tuned"] > 0.6 and res["tuned"] > res["plain"] + 0.2, res
 
 
 def test_session_equals_pre_tuned_model(frames):
-    """Session(finetune=cfg) with a frame-0 mask prompt = a plain session on finetune_on_prompt's model."""
+    """Session(adapt=cfg) with a frame-0 mask prompt = a plain session on finetune_on_prompt's model."""
     model = make_model(0)
     m = box_mask(48, 80, 10, 30, 20, 50)
     tuned = finetune_on_prompt(model, frames[0], {3: m}, FAST)
-    a = list(propagate(model, frames, {0: {3: m}}, finetune=FAST))
+    a = list(propagate(model, frames, {0: {3: m}}, adapt=FAST))
     b = list(propagate(tuned, frames, {0: {3: m}}))
     for ra, rb in zip(a, b):
         assert np.array_equal(ra.index_mask, rb.index_mask)
@@ -105,7 +105,7 @@ def test_session_equals_pre_tuned_model(frames):
 
 def test_session_prompt_kinds_reset_and_batch(frames):
     model = make_model(0)
-    s = Session(model, finetune=FAST)
+    s = Session(model, adapt=FAST)
     s.step(frames[0])
     nbytes = s.state_nbytes()
     assert s.model is model  # no prompt yet: nothing adapted
@@ -121,7 +121,7 @@ def test_session_prompt_kinds_reset_and_batch(frames):
     s.reset()
     assert s.model is model
     with pytest.raises(InputError, match="SessionBatch"):
-        SessionBatch([Session(model, finetune=FAST), Session(model)])
+        SessionBatch([Session(model, adapt=FAST), Session(model)])
 
 
 @needs_shared
@@ -141,7 +141,7 @@ def test_fine_tuning_improves_the_shipped_model_on_davis(name, margin):
     model = load_model(name)
     score = {}
     for kind, ft in (("plain", None), ("tuned", FinetuneConfig(steps=10))):
-        out = list(propagate(model, frames, {0: {1: gts[0]}}, finetune=ft))
+        out = list(propagate(model, frames, {0: {1: gts[0]}}, adapt=ft))
         score[kind] = np.mean([iou(r.index_mask == 1, g) for r, g in zip(out[1:], gts[1:])])
     assert score["tuned"] > score["plain"] + margin, score
 

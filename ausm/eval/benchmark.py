@@ -32,9 +32,9 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         out: optional folder for predicted palette PNGs ``OUT/<seq>/<frame>.png`` and ``results.json``.
         replay: test-time replay (paper Table 3): stream forward, backward, forward and keep the last
             pass (:func:`~ausm.inference.propagate.propagate`); 3× the compute.
-        finetune: semi-supervised only: a :class:`~ausm.inference.finetune.FinetuneConfig` (or a step
+        finetune: semi-supervised only: a :class:`~ausm.train.finetune.FinetuneConfig` (or a step
             count) to adapt a copy of the model to each sequence's first-frame masks before segmenting it
-            (OSVOS-style test-time fine-tuning, :func:`~ausm.inference.finetune.finetune_on_prompt`);
+            (OSVOS-style test-time fine-tuning, :func:`~ausm.train.finetune.finetune_on_prompt`);
             ``None`` / 0 = off. Uses only the first-frame annotation, as the protocol allows.
 
     Returns:
@@ -44,7 +44,7 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     """
     from tqdm import tqdm
 
-    from ..inference.finetune import as_finetune_config
+    from ..train.finetune import as_finetune_config
 
     ft = as_finetune_config(finetune)
     if ft is not None and task != "semi":
@@ -58,7 +58,7 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         objs = sorted({int(v) for v in np.unique(gts[0])} - {0, 255})
         prompts = {0: {o: gts[0] == o for o in objs}} if task == "semi" else None
         frames = (ds.read_frame(p) for p in ds.frame_paths(seq))
-        results = propagate(model, frames, prompts, replay=replay, detect_new_objects=(task != "semi"), finetune=ft)
+        results = propagate(model, frames, prompts, replay=replay, detect_new_objects=(task != "semi"), adapt=ft)
         preds = []
         for f, res in enumerate(sorted(results, key=lambda r: r.frame_idx) if replay else results):
             idx = np.asarray(res.index_mask).astype(np.int64)

@@ -27,7 +27,7 @@ class SessionBatch:
             raise InputError("SessionBatch needs at least one session")
         if len({id(s.model) for s in sessions}) != 1:
             raise InputError("all sessions of a batch must share one model")
-        if any(s.finetune is not None for s in sessions):
+        if any(s.adapt is not None for s in sessions):
             raise InputError("test-time fine-tuning gives each session its own weights; it cannot be used in a "
                              "SessionBatch (step those sessions one by one)")
         self.sessions = list(sessions)

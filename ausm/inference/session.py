@@ -35,9 +35,6 @@ from .prompting import GeometricPrompt, PromptQueue, make_prompt, select_candida
 from .results import FrameResult
 
 
-#: :meth:`Session.state_dict` format; 2 stores the Mamba states state-major (L, d_state, d_inner)
-#: (:class:`~ausm.model.mamba.MambaState`); version-1 states (L, d_inner, d_state) still load.
-SESSION_STATE_VERSION = 2
 
 
 def _resize(t: torch.Tensor, size) -> torch.Tensor:
@@ -82,8 +79,10 @@ class Session:
         class_head: class head used for foreground scores (``"agnostic"`` or a dataset name).
         fg_threshold: foreground threshold for new detections (default ``model.cfg.fg_threshold``).
         seed: seed of the ID sampler (reproducible runs).
-        finetune: test-time fine-tuning (not in the paper; :mod:`ausm.inference.finetune`): a step count or
-            a :class:`~ausm.inference.finetune.FinetuneConfig`; ``None`` / 0 = off. On every frame that
+        adapt: test-time adaptation (not in the paper), ``None`` = off: a callable
+            ``(model, frame (H, W, 3) uint8, {obj_id: (H, W) bool mask}) -> adapted model`` that must not
+            modify ``model``, e.g. :class:`ausm.train.finetune.FinetuneConfig` (OSVOS-style fine-tuning;
+            :func:`ausm.train.finetune.as_finetune_config` turns a step count into one). On every frame that
             carries prompts the session adapts its own copy of the weights to the prompted objects before
             processing that frame (mask prompts) or right after it (box / point prompts, once the model's
             candidate is chosen), continuing from the weights adapted so far; :meth:`reset` returns to
@@ -95,12 +94,13 @@ class Session:
     """
 
     def __init__(self, model: AUSMModel, detect_new_objects: bool | None = None, class_head: str = AGNOSTIC,
-                 fg_threshold: float | None = None, seed: int = 0, finetune=None):
-        from .finetune import as_finetune_config
-
+                 fg_threshold: float | None = None, seed: int = 0, adapt=None):
+        if adapt is not None and not callable(adapt):
+            raise InputError(f"adapt must be a callable (model, frame, masks) -> model, e.g. "
+                             f"ausm.train.finetune.FinetuneConfig(steps=40); got {adapt!r}")
         self.base_model = model
         self.model = model
-        self.finetune = as_finetune_config(finetune)
+        self.adapt = adapt
         self.cfg = model.cfg
         if class_head not in model.class_heads:
             raise InputError(f"unknown class head {class_head!r}; have {sorted(model.class_heads)}")
@@ -166,36 +166,12 @@ class Session:
 
     # -- snapshots ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
-        """The complete session state, to continue the stream later (e.g. in another process).
-
-        Returns:
-            ``{"tensors": {name: CPU tensor}, "meta": JSON-able dict}``: the network's stream state
-            (X_{t-1}, the Mamba states), the object table, per-track class scores, the ID sampler's
-            generator state and pending prompt masks as tensors; frame index, sizes, options, object
-            bookkeeping and pending box / point prompts in ``meta``. Save it with
-            :func:`ausm.inference.resume.save_snapshot` (safetensors + JSON, no pickle).
-
-        A session restored with :meth:`load_state_dict` gives exactly the results of the uninterrupted
-        one (same model, same device).
-        """
-        tensors = self.objects.state_tensors()
-        pending, pending_tensors = self.pending.state()
-        tensors.update(pending_tensors)
-        st = self._state
-        if st is not None:
-            tensors.update(st.to_tensors())
-        meta = {
-            "version": SESSION_STATE_VERSION, "num_ids": int(self.cfg.num_ids), "class_head": self.class_head,
-            "fg_threshold": self.fg_threshold, "detect_new_objects": self._detect_arg, "seed": self._seed,
-            "frame_idx": self._frame_idx, **self.objects.state_meta(), "any_prompt": self._any_prompt,
-            "frame_size": list(self._frame_size) if self._frame_size else None,
-            "input_size": list(self._input_size) if self._input_size else None,
-            "hw": list(st.hw) if st is not None else None, "t": st.t if st is not None else None,
-            "mamba_layers": len(st.mamba) if st is not None else None,
-            "prompt_sources": [[f, o, how] for (f, o), how in sorted(self.prompt_sources.items())],
-            "pending": pending,
-        }
-        return {"tensors": tensors, "meta": meta}
+        """The complete session state, to continue the stream later (e.g. in another process):
+        ``{"tensors": {name: CPU tensor}, "meta": JSON-able dict}`` (:func:`~ausm.inference.snapshot.session_state`;
+        save it with :func:`ausm.inference.resume.save_snapshot`). A session restored with
+        :meth:`load_state_dict` gives exactly the results of the uninterrupted one (same model, device)."""
+        from .snapshot import session_state
+        return session_state(self)
 
     @torch.inference_mode()  # the restored tables and states are updated in place inside step
     def load_state_dict(self, state: dict) -> None:
@@ -204,50 +180,8 @@ class Session:
         Raises:
             InputError: the state is incomplete or belongs to a model of another shape.
         """
-        try:
-            meta, tensors = state["meta"], state["tensors"]
-            version = self._check_state_owner(meta)
-            self.class_head = meta["class_head"]
-            self.fg_threshold = float(meta["fg_threshold"])
-            self._detect_arg = meta["detect_new_objects"]
-            self._seed = int(meta["seed"])
-            self.reset()
-            started = meta["frame_size"] is not None
-            self.objects.load(tensors, meta, with_history=started, device=self.device, dtype=self.dtype)
-            self._frame_idx = int(meta["frame_idx"])
-            self._any_prompt = bool(meta["any_prompt"])
-            self.prompt_sources = {(int(f), int(o)): str(how) for f, o, how in meta["prompt_sources"]}
-            self.pending.load(meta["pending"], tensors)
-            if started:
-                ref = self.model.init_state(1, tuple(int(v) for v in meta["hw"]), device=self.device,
-                                            dtype=self.dtype)
-                if len(ref.mamba) != int(meta["mamba_layers"]):
-                    raise InputError("the session state does not fit this model (another architecture)")
-                try:
-                    self._state = StreamState.from_tensors(tensors, ref, int(meta["t"]), ssm_inner_major=version == 1)
-                except ValueError as e:
-                    raise InputError(f"the session state does not fit this model (another architecture): {e}") from e
-                self._frame_size = tuple(int(v) for v in meta["frame_size"])
-                self._input_size = tuple(int(v) for v in meta["input_size"])
-        except KeyError as e:
-            self.reset()
-            raise InputError(f"incomplete session state: {e} is missing") from e
-        except InputError:
-            self.reset()
-            raise
-
-    def _check_state_owner(self, meta: dict) -> int:
-        """The snapshot's version, after checking it belongs to a session of this model."""
-        version = meta.get("version")
-        if version not in (1, SESSION_STATE_VERSION):
-            raise InputError(f"unsupported session state version {meta.get('version')!r}")
-        if meta["num_ids"] != self.cfg.num_ids:
-            raise InputError(f"the session state has {meta['num_ids']} ID slots, this model has "
-                             f"{self.cfg.num_ids}: it belongs to another model")
-        if meta["class_head"] not in self.model.class_heads:
-            raise InputError(f"the session state uses class head {meta['class_head']!r}, which this model "
-                             f"lacks ({sorted(self.model.class_heads)})")
-        return version
+        from .snapshot import restore_session
+        restore_session(self, state)
 
     # -- prompts ------------------------------------------------------------------------------
     def add_prompt(self, frame_idx: int, obj_id: int, mask=None, *, box=None, points=None, labels=None) -> None:
@@ -351,18 +285,18 @@ class Session:
         Raises:
             InputError: bad frame shape or dtype, or a frame size that differs from the first frame's.
         """
-        if self.finetune is not None:  # mask prompts of this frame: adapt before processing it
+        if self.adapt is not None:  # mask prompts of this frame: adapt before processing it
             masks = {o: m for o, m in self.pending.at(self._frame_idx).items() if isinstance(m, np.ndarray)}
             if masks:
-                self._finetune(frame, masks)
+                self._adapt(frame, masks)
         fi = self._prepare(frame)
         ids, hist = self._queries()
         pred, self._state = self.model.step(fi.x, self._state, ids[None],
                                             torch.ones(1, len(ids), dtype=torch.bool, device=self.device),
                                             hist[None])
         result = self._finish(fi, pred.final_masks[0], pred.final_embs[0])
-        if self.finetune is not None and fi.geo:  # box / point prompts: adapt to the chosen masks
-            self._finetune(frame, {o: fi.masks[o] for o in fi.geo})
+        if self.adapt is not None and fi.geo:  # box / point prompts: adapt to the chosen masks
+            self._adapt(frame, {o: fi.masks[o] for o in fi.geo})
         return result
 
     def _queries(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -370,15 +304,13 @@ class Session:
         n = self.objects.n
         return self.objects.id_index[:n].to(self.device), self.objects.hist[:n]
 
-    def _finetune(self, frame, masks: dict[int, np.ndarray]) -> None:
-        """Replace ``self.model`` by a copy adapted to ``masks`` on ``frame`` (gradients enabled here,
-        although :meth:`step` runs in inference mode)."""
-        from .finetune import finetune_on_prompt
-
+    def _adapt(self, frame, masks: dict[int, np.ndarray]) -> None:
+        """Replace ``self.model`` by ``adapt``'s copy adapted to ``masks`` on ``frame`` (gradients enabled
+        here, although :meth:`step` runs in inference mode)."""
         if isinstance(frame, torch.Tensor):  # (3, H, W) float in [0, 1] → (H, W, 3) uint8
             frame = (frame.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
         with torch.inference_mode(False), torch.enable_grad():
-            self.model = finetune_on_prompt(self.model, np.asarray(frame), masks, self.finetune)
+            self.model = self.adapt(self.model, np.asarray(frame), masks)
 
     def _finish(self, fi: _FrameInput, masks: torch.Tensor, embs: torch.Tensor) -> FrameResult:
         """Turn the network's outputs for this stream (masks (n + N_det, H4, W4) logits, embs

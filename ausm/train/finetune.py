@@ -4,8 +4,9 @@ Semi-supervised VOS gives the object's mask on one frame. :func:`finetune_on_pro
 the model for a few steps on pseudo-videos made from that single annotated frame (the Stage-1 recipe of
 spec §6: independently augmented copies of one image, :class:`~ausm.data.coco.PseudoVideoClips`), with
 the training loss of :mod:`ausm.train.losses` and every object as a prompt (teacher forcing, spec §5),
-and returns the adapted copy; the original model is untouched. The Session / propagate code then runs the
-adapted model exactly as it runs any other.
+and returns the adapted copy; the original model is untouched. A :class:`FinetuneConfig` is the adaptation
+function a :class:`~ausm.inference.session.Session` takes (``Session(model, adapt=FinetuneConfig(40))``);
+the session then runs the adapted model exactly as it runs any other (it never imports training code).
 
 Why [D]: the paper trains on large video corpora from ImageNet-pretrained backbones. ``ausm-tiny`` is
 trained from scratch on 30 videos (docs/MODEL_CARD.md), so its appearance features are weak; a one-shot
@@ -53,6 +54,11 @@ class FinetuneConfig:
         if self.steps < 0 or self.batch < 1 or self.clip_len < 1 or not self.lr > 0:
             raise InputError(f"fine-tuning needs steps >= 0, batch >= 1, clip_len >= 1 and lr > 0, got {self}")
 
+    def __call__(self, model, image: np.ndarray, masks: dict[int, np.ndarray]):
+        """The adaptation function a :class:`~ausm.inference.session.Session` takes (``adapt=``):
+        :func:`finetune_on_prompt` with these settings."""
+        return finetune_on_prompt(model, image, masks, self)
+
 
 def as_finetune_config(value) -> "FinetuneConfig | None":
     """``None`` / 0 → None (off); an int → :class:`FinetuneConfig` with that many steps; a
@@ -99,8 +105,8 @@ def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], c
     from tqdm import tqdm
 
     from ..data.coco import PseudoVideoClips
-    from ..train.losses import SetCriterion
-    from ..train.trainer import TrainStep, backbone_of, prepare_batch
+    from .losses import SetCriterion
+    from .trainer import TrainStep, backbone_of, prepare_batch
 
     cfg = cfg or FinetuneConfig()
     image = np.asarray(image)
