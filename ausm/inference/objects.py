@@ -126,6 +126,35 @@ class ObjectTable:
             o += 1
         return o
 
+    def admit(self, fg: torch.Tensor, det_logits: torch.Tensor, threshold: float, taken: set[int],
+              keep_free: int, reserved: set[int]) -> tuple[list[int], list[int]]:
+        """Admit detections as new tracks (spec §3): foreground probability above ``threshold`` and a
+        non-empty mask, highest first, while more than ``keep_free`` IDs stay free (the rest are
+        dropped); each gets a slot and a fresh client id (:meth:`auto_id`).
+
+        Args:
+            fg: (Q,) foreground probabilities of the detection queries; det_logits: (Q, h, w) their mask
+                logits; taken: detection queries already claimed by prompts.
+            keep_free: IDs to keep for this frame's not yet allocated prompted objects.
+            reserved: client ids not to give out (pending prompts).
+
+        Returns:
+            (admitted detection queries, their new client ids), in slot order.
+        """
+        cand = torch.nonzero(fg > threshold).flatten()
+        cand = cand[torch.argsort(fg[cand], descending=True)]
+        keep = []
+        for q in cand.tolist():
+            if len(keep) >= self.free_count() - keep_free:
+                break  # no free ID left: the lowest-scoring detections are dropped
+            if q not in taken and (det_logits[q] > 0).any():
+                keep.append(q)
+        ids = []
+        for _ in keep:
+            ids.append(self.auto_id(reserved))
+            self.allocate(ids[-1])
+        return keep, ids
+
     def update_class_scores(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Max the (n, K) class probabilities of this frame into ``cls_max``.
 

@@ -14,7 +14,7 @@ import torch
 from ..errors import InputError
 from ..io.inputs import check_box, check_geometric_in_frame, check_points, prompt_mask_to_bool
 
-__all__ = ["GeometricPrompt", "PromptQueue", "make_prompt", "select_candidate", "box_of"]
+__all__ = ["GeometricPrompt", "PromptQueue", "make_prompt", "select_candidate", "resolve_geometric", "box_of"]
 
 
 @dataclass
@@ -107,6 +107,31 @@ def select_candidate(prompt: GeometricPrompt, masks: torch.Tensor, scores: torch
             out |= (xx - float(x)) ** 2 + (yy - float(y)) ** 2 <= r * r
     return out, "fallback", None
 
+
+
+def resolve_geometric(geo: dict[int, GeometricPrompt], candidates: torch.Tensor, scores: torch.Tensor,
+                      frame_size: tuple[int, int]) -> dict[int, tuple[torch.Tensor, str, int | None]]:
+    """Resolve each box / point prompt (frame pixels) against the model's candidates of its frame.
+
+    Args:
+        geo: {obj_id: prompt} in pixels of the (H, W) = ``frame_size`` frame.
+        candidates: (Q, Hm, Wm) bool candidate masks at the model input (every query).
+        scores: (Q,) foreground probabilities.
+
+    Returns:
+        {obj_id: ((Hm, Wm) bool mask, "candidate" | "fallback", chosen query or None)} by
+        :func:`select_candidate`, the prompts scaled to the candidates' resolution.
+    """
+    Hm, Wm = candidates.shape[-2:]
+    sy, sx = Hm / frame_size[0], Wm / frame_size[1]
+    out = {}
+    for o, g in geo.items():
+        if g.kind == "box":
+            scaled = GeometricPrompt("box", g.data * np.array([sx, sy, sx, sy]))
+        else:
+            scaled = GeometricPrompt("points", g.data * np.array([sx, sy]), g.labels)
+        out[o] = select_candidate(scaled, candidates, scores)
+    return out
 
 def make_prompt(obj_id, mask=None, box=None, points=None, labels=None,
                 frame_size: tuple[int, int] | None = None, frame_idx: int | None = None) -> np.ndarray | GeometricPrompt:

@@ -31,10 +31,8 @@ from ..errors import InputError
 from ..io.inputs import check_frame_pixels, frame_to_tensor
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 from .objects import ObjectTable
-from .prompting import GeometricPrompt, PromptQueue, make_prompt, select_candidate
+from .prompting import GeometricPrompt, PromptQueue, make_prompt, resolve_geometric
 from .results import FrameResult
-
-
 
 
 def _resize(t: torch.Tensor, size) -> torch.Tensor:
@@ -142,8 +140,7 @@ class Session:
     def track_class_scores(self) -> dict[int, np.ndarray]:
         """{obj_id: (K,) float32 class probabilities maxed over the frames so far} — the input of a
         per-video top-k over (track × class) scores (spec §7)."""
-        cls = self.objects.cls_max
-        return {o: cls[i].numpy().astype(np.float32).copy() for i, o in enumerate(self.obj_ids)}
+        return {o: self.objects.cls_max[i].numpy().astype(np.float32).copy() for i, o in enumerate(self.obj_ids)}
 
     @property
     def frame_idx(self) -> int:
@@ -255,10 +252,9 @@ class Session:
         # the ID capacity; prompted objects take precedence over detections
         new_prompted = [o for o in self.pending.at(k) if o not in self.obj_ids]
         if len(new_prompted) > self.objects.free_count():
-            raise InputError(f"frame {k}: {len(new_prompted)} new prompted objects but only "
-                             f"{self.objects.free_count()} free ID vectors: this model tracks at most "
-                             f"{self.cfg.num_ids} objects at once; prompt fewer objects (merge or drop ids in the "
-                             f"mask) or use a model with a larger num_ids")
+            raise InputError(f"frame {k}: {len(new_prompted)} new prompted objects but only {self.objects.free_count()} "
+                             f"free ID vectors: this model tracks at most {self.cfg.num_ids} objects at once; prompt "
+                             f"fewer objects (merge or drop ids in the mask) or use a model with a larger num_ids")
         x = F.interpolate(img, size=self._input_size, mode="bilinear", align_corners=False,
                           antialias=True).to(self.device, self.dtype).clamp(0, 1)
         masks, geo = self.pending.pop(k)
@@ -291,9 +287,8 @@ class Session:
                 self._adapt(frame, masks)
         fi = self._prepare(frame)
         ids, hist = self._queries()
-        pred, self._state = self.model.step(fi.x, self._state, ids[None],
-                                            torch.ones(1, len(ids), dtype=torch.bool, device=self.device),
-                                            hist[None])
+        active = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
+        pred, self._state = self.model.step(fi.x, self._state, ids[None], active, hist[None])
         result = self._finish(fi, pred.final_masks[0], pred.final_embs[0])
         if self.adapt is not None and fi.geo:  # box / point prompts: adapt to the chosen masks
             self._adapt(frame, {o: fi.masks[o] for o in fi.geo})
@@ -334,56 +329,27 @@ class Session:
 
     def _resolve_geometric(self, fi: _FrameInput, logits: torch.Tensor, fg: torch.Tensor) -> set[int]:
         """Box / point prompts pick among the model's own candidates on this frame
-        (:func:`select_candidate`); the chosen mask becomes the object's prompt mask.
-
-        Returns:
-            the detection queries (0-based among the detections) taken by prompted objects.
-        """
-        taken: set[int] = set()
+        (:func:`~ausm.inference.prompting.resolve_geometric`); the chosen mask becomes the object's
+        prompt mask. Returns the detection queries (0-based among the detections) they took."""
         if not fi.geo:
-            return taken
+            return set()
         n = self.objects.n
-        H, W = fi.size
         cand = (_resize(logits, self._input_size) > 0).cpu()  # (n + N_det, Hm, Wm)
-        sy, sx = self._input_size[0] / H, self._input_size[1] / W
-        for o, g in fi.geo.items():
-            if g.kind == "box":
-                scaled = GeometricPrompt("box", g.data * np.array([sx, sy, sx, sy]))
-            else:
-                scaled = GeometricPrompt("points", g.data * np.array([sx, sy]), g.labels)
-            m_sel, how, q_sel = select_candidate(scaled, cand, fg.cpu())
-            fi.geo_query[o] = q_sel
-            if q_sel is not None and q_sel >= n:
-                taken.add(q_sel - n)  # that detection is this object now, not a new track
+        for o, (m_sel, how, q) in resolve_geometric(fi.geo, cand, fg.cpu(), fi.size).items():
+            fi.geo_query[o] = q
             self.prompt_sources[(fi.k, o)] = how
-            fi.masks[o] = _resize(m_sel[None].float(), (H, W))[0].cpu().numpy() > 0.5
+            fi.masks[o] = _resize(m_sel[None].float(), fi.size)[0].cpu().numpy() > 0.5
             fi.masks_in[o] = m_sel.to(self.device).float()
-        return taken
+        return {q - n for q in fi.geo_query.values() if q is not None and q >= n}
 
     def _admit_detections(self, fi: _FrameInput, fg_det: torch.Tensor, det_logits: torch.Tensor,
                           taken: set[int]) -> list[int]:
-        """New tracks from the detection queries (spec §3): foreground probability above
-        ``fg_threshold`` and a non-empty mask, highest first, while free IDs remain after this frame's
-        new prompted objects; each gets a slot and a fresh client id.
-
-        Returns:
-            the admitted detection queries (0-based among the detections), in slot order.
-        """
-        unallocated = [o for o in fi.new_prompted if o not in self.obj_ids]  # they keep their IDs
-        free = self.objects.free_count() - len(unallocated)
-        cand = torch.nonzero(fg_det > self.fg_threshold).flatten()
-        cand = cand[torch.argsort(fg_det[cand], descending=True)]
-        keep = []
-        for q in cand.tolist():
-            if len(keep) >= free:
-                break  # no free ID left: the lowest-scoring detections are dropped
-            if q not in taken and (det_logits[q] > 0).any():
-                keep.append(q)
-        reserved = set(fi.masks) | self.pending.reserved_ids()
-        for _ in keep:
-            o = self.objects.auto_id(reserved)
-            self.objects.allocate(o)
-            fi.new_ids.append(o)
+        """New tracks from the detection queries (:meth:`ObjectTable.admit`); this frame's new prompted
+        objects keep their IDs, pending prompts their client ids."""
+        unallocated = [o for o in fi.new_prompted if o not in self.obj_ids]
+        keep, ids = self.objects.admit(fg_det, det_logits, self.fg_threshold, taken, keep_free=len(unallocated),
+                                       reserved=set(fi.masks) | self.pending.reserved_ids())
+        fi.new_ids.extend(ids)
         return keep
 
     def _apply_prompts(self, fi: _FrameInput, m_in, out, scores, cls_rows, cls_prob):
