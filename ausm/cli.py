@@ -156,38 +156,17 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
 
 # -- train --------------------------------------------------------------------------------------
 def cmd_train(args) -> int:
-    import dataclasses
+    """``ausm train``: :meth:`TrainConfig.load <ausm.train.config.TrainConfig.load>` then
+    :func:`ausm.train.trainer.train`."""
+    from .train.config import TrainConfig
+    from .train.trainer import train
 
-    from .errors import ConfigError
-    from .train.trainer import TrainConfig, train
-
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    kw = {}
+    overrides = list(args.overrides)
     if args.config and "=" in args.config and not Path(args.config).exists():
-        args.overrides = [args.config, *args.overrides]  # no config file: the first word is an override
-        args.config = None
-    if args.config:
-        try:
-            loaded = json.loads(Path(args.config).read_text())
-        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ConfigError(f"cannot read config {args.config}: {e}") from e
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"{args.config}: a training config must be a JSON object, got {type(loaded).__name__}")
-        kw.update(loaded)
-    for item in args.overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} is not key=value")
-        k, v = item.split("=", 1)
-        if k not in fields:
-            raise ConfigError(f"unknown training option {k!r}; known: {sorted(fields)}")
-        try:
-            kw[k] = json.loads(v)
-        except json.JSONDecodeError:
-            kw[k] = v
+        overrides, args.config = [args.config, *overrides], None  # no config file: the first word is an override
     if args.mode:
-        kw["mode"] = args.mode
-    tc = TrainConfig.from_dict(kw)  # type-checked, before anything is written
-    out = train(tc, resume=args.resume)
+        overrides.append(f"mode={args.mode}")
+    out = train(TrainConfig.load(args.config, overrides), resume=args.resume)
     if os.environ.get("RANK", "0") == "0":
         print(f"checkpoint: {out / 'last'}")
     return 0

@@ -161,7 +161,7 @@ def test_shipped_model_tells_several_prompted_objects_apart(name):
 
     from ausm.checkpoint import load_model
     from ausm.data.synthetic import render_video
-    from ausm.train.preprocess import preprocess
+    from ausm.train.batch import preprocess
 
     m = load_model(name)
     v = render_video(4, (192, 352), 3, seed=5, scene="outdoor", enter_leave=False, speed=0.3)

@@ -6,8 +6,9 @@ import torch
 
 from ausm.config import get_config
 from ausm.model import AUSMModel, history_marker
-from ausm.train.losses import LossConfig, SetCriterion, collate_targets
-from ausm.train.preprocess import preprocess
+from ausm.train.batch import collate_targets
+from ausm.train.losses import LossConfig, SetCriterion
+from ausm.train.batch import preprocess
 from ausm.train.trainer import run_model
 
 

@@ -2,7 +2,8 @@
 import torch
 
 from ausm.model import Prediction
-from ausm.train.losses import (ClipTargets, LossConfig, SetCriterion, dice_loss, pairwise_mask_cost,
+from ausm.train.batch import ClipTargets
+from ausm.train.losses import (LossConfig, SetCriterion, dice_loss, pairwise_mask_cost,
                                point_sample, uncertain_points)
 
 

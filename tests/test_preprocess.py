@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ausm.train.preprocess import preprocess, sample_switch_frames
+from ausm.train.batch import preprocess, sample_switch_frames
 
 H, W, T = 16, 16, 5
 HW = (2, 2)

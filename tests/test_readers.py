@@ -525,7 +525,7 @@ def test_real_ytvis_gt_json_annotations():
 
 def test_mixed_samples_feed_the_trainer(ytvos_root, ytvis_root, coco_root):
     """Samples of every reader go through the trainer's teacher-forcing ``prepare_batch`` together."""
-    from ausm.train.trainer import prepare_batch
+    from ausm.train.batch import prepare_batch
     specs = [{"type": "ytvos", "root": str(ytvos_root)},
              {"type": "ytvis", "ann_file": str(ytvis_root / "train.json"), "head": "ytvis2019"},
              {"type": "coco", "ann_file": str(coco_root / "instances_train.json"), "image_root": str(coco_root / "img")}]

@@ -7,8 +7,9 @@ import torch
 
 from ..config import get_config
 from ..model import AUSMModel
-from ..train.losses import LossConfig, SetCriterion, collate_targets
-from ..train.preprocess import preprocess
+from ..train.batch import collate_targets
+from ..train.losses import LossConfig, SetCriterion
+from ..train.batch import preprocess
 from ..train.trainer import TrainStep, backbone_of
 from . import emit, machine_info, markdown_table, median, timed
 

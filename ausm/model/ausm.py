@@ -7,7 +7,7 @@
   :class:`StreamState`. Given the same history, T calls of ``step`` reproduce ``forward``.
 
 Object bookkeeping (which ID vectors are allocated, thresholds, prompts) lives in
-:mod:`ausm.inference.session` (streaming) and :mod:`ausm.train.preprocess` (teacher forcing).
+:mod:`ausm.inference.session` (streaming) and :mod:`ausm.train.batch` (teacher forcing).
 """
 from __future__ import annotations
 

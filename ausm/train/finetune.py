@@ -106,7 +106,8 @@ def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], c
 
     from ..data.coco import PseudoVideoClips
     from .losses import SetCriterion
-    from .trainer import TrainStep, backbone_of, prepare_batch
+    from .batch import prepare_batch
+    from .trainer import TrainStep, backbone_of
 
     cfg = cfg or FinetuneConfig()
     image = np.asarray(image)

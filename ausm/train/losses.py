@@ -13,12 +13,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from ..model.ausm import AGNOSTIC, Prediction
+from ..model.ausm import Prediction
+
+if TYPE_CHECKING:
+    from .batch import ClipTargets
 
 
 @dataclass
@@ -87,36 +91,6 @@ def pairwise_mask_cost(logits: torch.Tensor, targets: torch.Tensor):
     p = logits.sigmoid()
     dice = 1 - (2 * p @ targets.T + 1) / (p.sum(-1)[:, None] + targets.sum(-1)[None, :] + 1)
     return bce, dice
-
-
-@dataclass
-class ClipTargets:
-    """Batched targets of B clips (n slots after padding, T frames).
-
-    Attributes:
-        masks: (B, n, T, H, W) float ground-truth masks at the model input resolution.
-        classes: (B, n) long category index in the sample's head (0 for class-agnostic data).
-        slot_valid: (B, n) bool, False for padding slots.
-        track_active: (B, T, n) bool (from :class:`~ausm.train.preprocess.TeacherForcing`).
-        det_target: (B, T, n) bool.
-        visible: (B, T, n) bool.
-        det_enabled: (B,) bool, False on non-exhaustive (VOS) data: detection loss skipped.
-        heads: list of B class-head names.
-    """
-
-    masks: torch.Tensor
-    classes: torch.Tensor
-    slot_valid: torch.Tensor
-    track_active: torch.Tensor
-    det_target: torch.Tensor
-    visible: torch.Tensor
-    det_enabled: torch.Tensor
-    heads: list[str]
-
-    def to(self, device) -> "ClipTargets":
-        """A copy with every tensor on ``device``."""
-        return ClipTargets(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                              for k, v in self.__dict__.items()})
 
 
 class SetCriterion:
@@ -201,47 +175,3 @@ class SetCriterion:
         out = {k: (v if isinstance(v, torch.Tensor) else torch.zeros(())) for k, v in totals.items()}
         out["loss"] = c.class_weight * out["loss_class"] + c.bce_weight * out["loss_bce"] + c.dice_weight * out["loss_dice"]
         return out
-
-
-def collate_targets(samples, tfs, head_of=None) -> tuple[ClipTargets, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Pad per-clip targets to the batch's largest instance count.
-
-    Args:
-        samples: list of dicts with ``masks`` (n_b, T, H, W), ``classes`` (n_b,), ``exhaustive`` bool,
-            ``head`` str.
-        tfs: list of :class:`~ausm.train.preprocess.TeacherForcing`, one per sample.
-
-    Returns:
-        (targets, track_ids (B, n), track_active (B, T, n), hist_masks (B, T, n, P)) — the last three
-        are the model's teacher-forced inputs.
-    """
-    B = len(samples)
-    n = max(1, max(s["masks"].shape[0] for s in samples))
-    T, H, W = samples[0]["masks"].shape[1:] if samples[0]["masks"].shape[0] else (
-        tfs[0].track_active.shape[0], *samples[0]["frames"].shape[-2:])
-    P = tfs[0].hist_masks.shape[-1]
-    masks = torch.zeros(B, n, T, H, W)
-    classes = torch.zeros(B, n, dtype=torch.long)
-    valid = torch.zeros(B, n, dtype=torch.bool)
-    active = torch.zeros(B, T, n, dtype=torch.bool)
-    det = torch.zeros(B, T, n, dtype=torch.bool)
-    vis = torch.zeros(B, T, n, dtype=torch.bool)
-    ids = torch.zeros(B, n, dtype=torch.long)
-    hist = torch.zeros(B, T, n, P)
-    for b, (s, tf) in enumerate(zip(samples, tfs)):
-        m = s["masks"].shape[0]
-        if m == 0:
-            continue
-        masks[b, :m] = s["masks"].float()
-        classes[b, :m] = s["classes"]
-        valid[b, :m] = True
-        active[b, :, :m] = tf.track_active
-        det[b, :, :m] = tf.det_target
-        vis[b, :, :m] = tf.visible
-        ids[b, :m] = tf.id_index
-        hist[b, :, :m] = tf.hist_masks
-    targets = ClipTargets(masks=masks, classes=classes, slot_valid=valid, track_active=active,
-                          det_target=det, visible=vis,
-                          det_enabled=torch.tensor([bool(s.get("exhaustive", False)) for s in samples]),
-                          heads=[s.get("head", AGNOSTIC) for s in samples])
-    return targets, ids, active, hist

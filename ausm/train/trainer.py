@@ -27,156 +27,11 @@ from ..errors import CheckpointError, ConfigError, TrainingError
 from ..device import resolve_device
 from ..io.atomic import atomic_open
 from ..model import AUSMModel, Prediction
-from .losses import LossConfig, SetCriterion, collate_targets
-from .preprocess import preprocess
+from .batch import prepare_batch  # noqa: F401  (re-exported: the training batch)
+from .config import TrainConfig
+from .losses import LossConfig, SetCriterion
 
 log = logging.getLogger("ausm.train")
-
-
-@dataclass
-class TrainConfig:
-    """Training hyper-parameters (spec §6; [D] where the paper is silent).
-
-    ``batch_size`` clips per step on this process; the global batch is
-    ``batch_size × grad_accum × world_size``.
-    """
-
-    preset: str = "ausm-tiny"
-    model_overrides: dict = field(default_factory=dict)
-    datasets: list = field(default_factory=list)  # mixture specs (see docs/DATA.md); empty = davis_* below
-    davis_root: str = ""
-    davis_split: str = "train"
-    davis_resolution: str = "240p"
-    davis_year: int = 2016
-    exhaustive: bool = True  # DAVIS-2016 labels the one primary object: detection loss on [D]
-    prompt_prob: float = 0.7
-    detect_only_prob: float = 0.1
-    clip_len: int = 4
-    max_stride: int = 3
-    size: tuple[int, int] = (224, 384)
-    batch_size: int = 2
-    grad_accum: int = 1
-    steps: int = 2000  # length of the schedule (lr drop at lr_drop_at · steps)
-    max_steps: int = 0  # stop after this step without changing the schedule (0 = steps)
-    lr: float = 2e-4
-    backbone_lr_mult: float = 1.0
-    weight_decay: float = 0.05
-    lr_drop_at: float = 0.85
-    warmup: int = 50
-    clip_grad: float = 1.0
-    dist_timeout_s: int = 1800  # collective timeout across ranks
-    max_nonfinite: int = 20  # stop after this many consecutive steps with a non-finite loss/gradient
-    num_points: int = 2048
-    seed: int = 0
-    out: str = "runs/ausm-tiny"
-    ckpt_every: int = 100
-    keep_every: int = 0  # also keep OUT/ckpts/step_NNNNN every N steps (for score-vs-step curves)
-    log_every: int = 10
-    vis_every: int = 100  # TensorBoard sample-mask images every N steps (0 = never)
-    threads: int = 0
-    mode: str = "parallel"  # or "iterative" (frame-by-frame baseline)
-    init_from: str = ""  # "" = random init; a checkpoint folder (the previous stage); or
-    # "mask2former:<folder or hub id>" (Mask2Former COCO instance weights, needs encoder="mask2former")
-    freeze_backbone: bool = False  # Stage 3 [P]: the backbone's parameters get no updates
-    # train only the parameters whose names start with one of these prefixes (e.g. ["class_heads.shapes"]
-    # to fit a new class head on frozen features); empty = all. Frozen BatchNorm layers keep their statistics.
-    trainable: list = field(default_factory=list)
-    device: str = "auto"  # auto: CUDA (rank's local GPU) if available, else CPU
-    bf16: bool = True  # bf16 autocast on CUDA GPUs that support it (never fp16 on CPU)
-
-    def __post_init__(self):
-        self.validate()
-
-    @classmethod
-    def from_dict(cls, d) -> "TrainConfig":
-        """A config from a JSON object, every field type-checked (ints stay ints, ``[H, W]`` → a tuple).
-
-        Raises:
-            ConfigError: not an object, unknown keys, a wrong type or an out-of-range value (one line).
-        """
-        if not isinstance(d, dict):
-            raise ConfigError(f"a training config must be a JSON object, got {type(d).__name__}")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(fields))
-        if unknown:
-            raise ConfigError(f"unknown training options {unknown}; known: {sorted(fields)}")
-        return cls(**{k: _check_type(k, v, fields[k].type) for k, v in d.items()})
-
-    def validate(self) -> None:
-        """Ranges and enums of every field.
-
-        Raises:
-            ConfigError: the first bad value, in one line.
-        """
-        for f in dataclasses.fields(self):  # constructed directly (not from JSON): types too
-            setattr(self, f.name, _check_type(f.name, getattr(self, f.name), f.type))
-        at_least = {"steps": 1, "batch_size": 1, "grad_accum": 1, "clip_len": 1, "max_stride": 1, "num_points": 1,
-                    "ckpt_every": 1, "log_every": 1, "max_nonfinite": 1, "dist_timeout_s": 1, "max_steps": 0,
-                    "warmup": 0, "keep_every": 0, "vis_every": 0, "threads": 0, "davis_year": 2016}
-        for k, lo in at_least.items():
-            if getattr(self, k) < lo:
-                raise ConfigError(f"training option {k} must be >= {lo}, got {getattr(self, k)}")
-        for k in ("lr",):
-            if not getattr(self, k) > 0:
-                raise ConfigError(f"training option {k} must be > 0, got {getattr(self, k)}")
-        for k in ("backbone_lr_mult", "weight_decay", "clip_grad"):
-            if getattr(self, k) < 0:
-                raise ConfigError(f"training option {k} must be >= 0, got {getattr(self, k)}")
-        for k in ("prompt_prob", "detect_only_prob"):
-            if not 0 <= getattr(self, k) <= 1:
-                raise ConfigError(f"training option {k} must be in [0, 1], got {getattr(self, k)}")
-        if not 0 < self.lr_drop_at <= 1:
-            raise ConfigError(f"training option lr_drop_at must be in (0, 1], got {self.lr_drop_at}")
-        if self.mode not in ("parallel", "iterative"):
-            raise ConfigError(f"training option mode must be 'parallel' or 'iterative', got {self.mode!r}")
-        if len(self.size) != 2 or any(v <= 0 or v % 32 for v in self.size):
-            raise ConfigError(f"training option size must be [H, W], positive multiples of 32, got {list(self.size)}")
-        for i, spec in enumerate(self.datasets):
-            if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
-                raise ConfigError(f"datasets[{i}] must be an object with a 'type' string, got {spec!r}")
-            w = spec.get("weight", 1.0)
-            if isinstance(w, bool) or not isinstance(w, (int, float)) or w < 0:
-                raise ConfigError(f"datasets[{i}].weight must be a number >= 0, got {w!r}")
-            for key, val in (spec.get("clip") or {}).items():
-                if key in ("exhaustive",) and not isinstance(val, bool):
-                    raise ConfigError(f"datasets[{i}].clip.{key} must be true or false, got {val!r}")
-
-
-def _check_type(name: str, value, annotation: str):
-    """``value`` checked against a field annotation (``from __future__`` strings: int, float, bool, str,
-    dict, list, tuple[int, int]); returns it (ints accepted for floats, a 2-list for the tuple).
-
-    Raises:
-        ConfigError: a wrong type.
-    """
-    ann = str(annotation)
-    def bad(what):
-        return ConfigError(f"training option {name} must be {what}, got {value!r}")
-    if ann == "bool":
-        if not isinstance(value, bool):
-            raise bad("true or false")
-    elif ann == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer")
-    elif ann == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number")
-        value = float(value)
-    elif ann == "str":
-        if not isinstance(value, str):
-            raise bad("a string")
-    elif ann == "dict":
-        if not isinstance(value, dict):
-            raise bad("an object")
-    elif ann == "list":
-        if not isinstance(value, list):
-            raise bad("a list")
-    elif ann.startswith("tuple"):
-        if not isinstance(value, (list, tuple)) or len(value) != 2 or \
-                any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            raise bad("[H, W] (two integers)")
-        value = tuple(value)
-    return value
 
 
 def run_model(model: AUSMModel, frames, track_ids, track_active, hist_masks, mode: str = "parallel") -> Prediction:
@@ -280,21 +135,6 @@ def sample_visualisation(frames: torch.Tensor, targets, pred_masks: torch.Tensor
         rows[0].append(overlay(img, idx_gt))
         rows[1].append(overlay(img, idx_pr))
     return np.concatenate([np.concatenate(r, axis=1) for r in rows], axis=0)
-
-
-def prepare_batch(samples, num_ids: int, prompt_prob: float, detect_only_prob: float, generator=None):
-    """Teacher-forcing ``Preprocess`` for a list of clip samples → (frames, ids, active, hist, targets)."""
-    frames = torch.stack([s["frames"] for s in samples])
-    H, W = frames.shape[-2:]
-    hw = (H // 8, W // 8)
-    tfs = []
-    for s in samples:
-        # VOS labels are not exhaustive: every instance is a prompt (spec §5 [D])
-        pp = prompt_prob if s.get("exhaustive", False) else 1.0
-        tfs.append(preprocess(s["masks"], hw, num_ids, prompt_prob=pp, detect_only_prob=detect_only_prob,
-                              generator=generator))
-    targets, ids, active, hist = collate_targets(samples, tfs)
-    return frames, ids, active, hist, targets
 
 
 def build_initial_model(tc: TrainConfig) -> AUSMModel:
@@ -556,169 +396,242 @@ def train(tc: TrainConfig, resume: bool = False) -> Path:
             _destroy_group(None if ok else 10.0)
 
 
-def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> Path:
-    """The body of :func:`train` on one rank (the process group, if any, is set up)."""
-    from tqdm import tqdm
+@dataclass
+class _Run:
+    """What one rank's training loop works with (built by :func:`_setup_run`)."""
 
-    from ..checkpoint import load_model
-    from ..data.clips import collate_clips
+    tc: TrainConfig
+    rank: int
+    world: int
+    device: torch.device
+    out: Path
+    fault: tuple | None = None
+    where: str = "start-up"  # for the error message if a collective fails
+    saved: int | None = None  # last checkpointed step
+    model: AUSMModel | None = None
+    opt: torch.optim.Optimizer | None = None
+    net: torch.nn.Module | None = None
+    ds: object = None
+    step0: int = 0
+    end: int = 0
+    history: list = field(default_factory=list)
+    tb: object = None
+    use_bf16: bool = False
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.device) -> Path:
+    """The body of :func:`train` on one rank (the process group, if any, is set up): set up, loop over
+    the optimiser steps (:func:`_train_step`), log, checkpoint; after several ranks, check the weights."""
+    from tqdm import tqdm
 
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if tc.threads:
         torch.set_num_threads(tc.threads)
-    out = Path(tc.out)
-    is_main = rank == 0
-    fault = _fault_plan(rank)
-    fh = tb = None
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        fh = logging.FileHandler(out / "train.log")
-        fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(fh)
-        log.setLevel(logging.INFO)
-    where, saved = "start-up", None  # for the error message if a collective fails
+    run = _Run(tc, rank, world, device, Path(tc.out), fault=_fault_plan(rank))
+    fh = _open_train_log(run.out) if run.is_main else None
     try:
-        torch.manual_seed(tc.seed)
-        step0, history = 0, []
-        resuming = resume and (out / "trainer_state.pt").exists()
-        if resume and not resuming:
-            raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
-        model = load_model(out / "last") if resuming else build_initial_model(tc)
-        model.train()
-        freeze_backbone(model, tc.freeze_backbone)  # before the optimiser: its groups hold trained params only
-        apply_trainable(model, tc.trainable)
-        opt = build_optimizer(model, tc)
-        if resuming:
-            st = torch.load(out / "trainer_state.pt", weights_only=True)
-            opt.load_state_dict(st["optimizer"])
-            step0 = saved = int(st["step"])
-            if (out / "history.json").exists():
-                history = [h for h in json.loads((out / "history.json").read_text()) if h["step"] <= step0]
-            log.info("resumed at step %d", step0)
-        model.to(device)
-        for state in opt.state.values():
-            for k, v in state.items():
-                if isinstance(v, torch.Tensor):
-                    state[k] = v.to(device)
-        crit = SetCriterion(LossConfig(num_points=tc.num_points))
-        net = TrainStep(model, crit, tc.mode)
-        if world > 1:  # DDP wraps model + loss: the class heads are used inside forward
-            net = torch.nn.parallel.DistributedDataParallel(
-                net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
-        if is_main:
-            (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
-        ds = build_training_data(tc, world)
-        check_heads(ds, model)
-        use_bf16 = tc.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
-        if is_main:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                tb = SummaryWriter(str(out / "tb"))
-            except ImportError:
-                tb = None
-        end = min(tc.steps, tc.max_steps) if tc.max_steps else tc.steps
-        bar = tqdm(range(step0, end), initial=step0, total=end, desc="train", dynamic_ncols=True,
-                   disable=not is_main)
-        t_last = time.time()
-        last_logged = step0
-        bad_steps = 0
+        _setup_run(run, resume)
+        bar = tqdm(range(run.step0, run.end), initial=run.step0, total=run.end, desc="train", dynamic_ncols=True,
+                   disable=not run.is_main)
+        t_last, last_logged, bad_steps = time.time(), run.step0, 0
         for step in bar:
-            where = f"step {step + 1}"
-            if tc.freeze_backbone:
-                backbone_of(model).eval()
-            if tc.trainable:
-                freeze_frozen_batchnorm(model)
-            lr = lr_at(step, tc)
-            for g in opt.param_groups:
-                g["lr"] = lr * g.get("base_lr_mult", 1.0)
-            opt.zero_grad(set_to_none=True)
-            # a skipped (non-finite) step must not keep the BatchNorm statistics its forward changed
-            bn_before = _snapshot_buffers(_bn_layers_updating(model))
-            logs = {}
-            gen = torch.Generator().manual_seed((tc.seed * 1_000_003 + step) * 1_009 + rank)
-            for micro in range(tc.grad_accum):
-                base = ((step * tc.grad_accum + micro) * world + rank) * tc.batch_size
-                samples = collate_clips([ds[base + j] for j in range(tc.batch_size)])
-                frames, ids, active, hist, targets = prepare_batch(
-                    samples, model.cfg.num_ids, tc.prompt_prob, tc.detect_only_prob, gen)
-                frames, ids, active, hist = (x.to(device) for x in (frames, ids, active, hist))
-                targets = targets.to(device)
-                sync = micro == tc.grad_accum - 1 or world == 1
-                ctx = net.no_sync() if (world > 1 and not sync) else contextlib.nullcontext()
-                with ctx:
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                        losses = net(frames, ids, active, hist, targets, gen)
-                    if fault is not None and fault[0] == step + 1 and micro == 0:
-                        _inject_fault(fault[1], rank, step + 1)
-                    loss = losses["loss"] / tc.grad_accum
-                    # every rank must run backward for DDP's all-reduce, even with nothing to learn
-                    if not loss.requires_grad:
-                        loss = loss + 0.0 * sum(p.sum() for p in model.parameters())
-                    loss.backward()
-                for k, v in losses.items():
-                    logs[k] = logs.get(k, 0.0) + float(v.detach()) / tc.grad_accum
-            gn = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
-            if math.isfinite(float(gn)) and math.isfinite(logs.get("loss", 0.0)):
-                opt.step()
-                bad_steps = 0
-            else:
-                _restore_buffers(bn_before)
-                bad_steps += 1
-                msg = (f"step {step + 1}: non-finite loss or gradient (loss={logs.get('loss')}, "
-                       f"grad norm={float(gn)}), update skipped")
-                log.warning(msg)
-                if is_main:
-                    print(msg, file=sys.stderr)
-                if bad_steps >= tc.max_nonfinite:
-                    raise TrainingError(f"{bad_steps} consecutive non-finite steps (last at step {step + 1}): lower "
-                                        f"the learning rate or check the data; the last good checkpoint is "
-                                        f"{out / 'last'}")
-            if is_main and ((step + 1) % tc.log_every == 0 or step == step0):
-                dt = time.time() - t_last
-                t_last = time.time()
-                rec = {"step": step + 1, "lr": lr, "grad_norm": float(gn), "sec": dt, **logs}
-                history.append(rec)
-                log.info(json.dumps(rec))
+            run.where = f"step {step + 1}"
+            ok, logs, gn, lr, batch = _train_step(run, step)
+            bad_steps = 0 if ok else bad_steps + 1
+            _check_bad_steps(run, bad_steps, step)
+            if run.is_main and ((step + 1) % tc.log_every == 0 or step == run.step0):
+                dt, t_last = time.time() - t_last, time.time()
+                _log_step(run, step, lr, float(gn), logs, dt, last_logged)
                 bar.set_postfix(loss=f"{logs['loss']:.3f}")
-                if tb is not None:
-                    for k, v in logs.items():
-                        tb.add_scalar(f"train/{k}", v, step + 1)
-                    tb.add_scalar("train/lr", lr, step + 1)
-                    tb.add_scalar("train/iters_per_sec", (step + 1 - last_logged) / max(dt, 1e-9), step + 1)
                 last_logged = step + 1
-            if tb is not None and tc.vis_every and (step + 1) % tc.vis_every == 0:
-                tb.add_image("train/masks", sample_visualisation(frames[0], targets, model_pred_masks(
-                    net, frames, ids, active, hist, model, tc.mode)), step + 1, dataformats="HWC")
-            if is_main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == end):
-                _save_training_state(out, model, opt, step + 1, tc, history)
-                saved = step + 1
-            if is_main and tc.keep_every and (step + 1) % tc.keep_every == 0:
-                save_model(model, out / "ckpts" / f"step_{step + 1:05d}")
+            if run.tb is not None and tc.vis_every and (step + 1) % tc.vis_every == 0:
+                frames, ids, active, hist, targets = batch
+                run.tb.add_image("train/masks", sample_visualisation(frames[0], targets, model_pred_masks(
+                    run.net, frames, ids, active, hist, run.model, tc.mode)), step + 1, dataformats="HWC")
+            _checkpoint(run, step)
         if world > 1:
-            where = "the final weight check"
-            # every rank must hold the same weights: gather a checksum of each rank's parameters
-            flat = torch.cat([p.detach().double().flatten().cpu() for p in model.parameters()])
-            mine = torch.stack([flat.sum(),
-                                (flat * torch.arange(len(flat), dtype=torch.float64).remainder(7919)).sum()])
-            mine = mine.to(device)
-            gathered = [torch.zeros_like(mine) for _ in range(world)]
-            torch.distributed.all_gather(gathered, mine)
-            if is_main:
-                (out / "rank_checksums.json").write_text(json.dumps([g.tolist() for g in gathered]))
-            torch.distributed.barrier()
+            run.where = "the final weight check"
+            _check_same_weights(run)
     except RuntimeError as e:
         if world == 1 or not _is_comm_failure(e):
             raise
-        err = _lost_contact_error(e, rank, where, tc, saved)
+        err = _lost_contact_error(e, rank, run.where, tc, run.saved)
         if fh is not None:  # OUT/train.log on rank 0 (the CLI prints it on stderr)
             log.error("error: %s", err)
         raise err from e
     finally:
-        if tb is not None:
-            tb.close()
+        if run.tb is not None:
+            run.tb.close()
         if fh is not None:
             log.removeHandler(fh)
             fh.close()
-    return out
+    return run.out
+
+
+def _open_train_log(out: Path) -> logging.Handler:
+    """``OUT/train.log`` (rank 0), attached to the ``ausm.train`` logger."""
+    out.mkdir(parents=True, exist_ok=True)
+    fh = logging.FileHandler(out / "train.log")
+    fh.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(fh)
+    log.setLevel(logging.INFO)
+    return fh
+
+
+def _setup_run(run: _Run, resume: bool) -> None:
+    """Model (fresh, from ``init_from`` or resumed), optimiser, loss, DDP wrapper, data, TensorBoard.
+
+    Raises:
+        CheckpointError: ``resume`` without a trainer state. ConfigError: a dataset needs a missing head.
+    """
+    from ..checkpoint import load_model
+
+    tc, out, device = run.tc, run.out, run.device
+    torch.manual_seed(tc.seed)
+    resuming = resume and (out / "trainer_state.pt").exists()
+    if resume and not resuming:
+        raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
+    model = load_model(out / "last") if resuming else build_initial_model(tc)
+    model.train()
+    freeze_backbone(model, tc.freeze_backbone)  # before the optimiser: its groups hold trained params only
+    apply_trainable(model, tc.trainable)
+    opt = build_optimizer(model, tc)
+    if resuming:
+        st = torch.load(out / "trainer_state.pt", weights_only=True)
+        opt.load_state_dict(st["optimizer"])
+        run.step0 = run.saved = int(st["step"])
+        if (out / "history.json").exists():
+            run.history = [h for h in json.loads((out / "history.json").read_text()) if h["step"] <= run.step0]
+        log.info("resumed at step %d", run.step0)
+    model.to(device)
+    for state in opt.state.values():
+        for k, v in state.items():
+            if isinstance(v, torch.Tensor):
+                state[k] = v.to(device)
+    net = TrainStep(model, SetCriterion(LossConfig(num_points=tc.num_points)), tc.mode)
+    if run.world > 1:  # DDP wraps model + loss: the class heads are used inside forward
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True)
+    if run.is_main:
+        (out / "train_config.json").write_text(json.dumps(dataclasses.asdict(tc), indent=2))
+    run.ds = build_training_data(tc, run.world)
+    check_heads(run.ds, model)
+    run.model, run.opt, run.net = model, opt, net
+    run.use_bf16 = tc.bf16 and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    run.tb = _open_tensorboard(out) if run.is_main else None
+    run.end = min(tc.steps, tc.max_steps) if tc.max_steps else tc.steps
+
+
+def _open_tensorboard(out: Path):
+    """A TensorBoard writer on ``OUT/tb``, or None without ``tensorboard``."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tb"))
+
+
+def _train_step(run: _Run, step: int):
+    """One optimiser step (``grad_accum`` micro-batches): forward, backward, clipped update.
+
+    Every step's randomness is seeded from (seed, step, rank). A step whose loss or gradient norm is not
+    finite is skipped without side effects (no update; the BatchNorm statistics its forward changed are
+    restored).
+
+    Returns:
+        (updated: False when skipped, the loss dict summed over micro-batches, gradient norm, lr, the last
+        micro-batch (frames, ids, active, hist, targets)).
+    """
+    from ..data.clips import collate_clips
+
+    tc, model, opt, net, device = run.tc, run.model, run.opt, run.net, run.device
+    if tc.freeze_backbone:
+        backbone_of(model).eval()
+    if tc.trainable:
+        freeze_frozen_batchnorm(model)
+    lr = lr_at(step, tc)
+    for g in opt.param_groups:
+        g["lr"] = lr * g.get("base_lr_mult", 1.0)
+    opt.zero_grad(set_to_none=True)
+    bn_before = _snapshot_buffers(_bn_layers_updating(model))
+    logs = {}
+    gen = torch.Generator().manual_seed((tc.seed * 1_000_003 + step) * 1_009 + run.rank)
+    for micro in range(tc.grad_accum):
+        base = ((step * tc.grad_accum + micro) * run.world + run.rank) * tc.batch_size
+        samples = collate_clips([run.ds[base + j] for j in range(tc.batch_size)])
+        frames, ids, active, hist, targets = prepare_batch(
+            samples, model.cfg.num_ids, tc.prompt_prob, tc.detect_only_prob, gen)
+        batch = (*(x.to(device) for x in (frames, ids, active, hist)), targets.to(device))
+        sync = micro == tc.grad_accum - 1 or run.world == 1
+        with net.no_sync() if (run.world > 1 and not sync) else contextlib.nullcontext():
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=run.use_bf16):
+                losses = net(*batch, gen)
+            if run.fault is not None and run.fault[0] == step + 1 and micro == 0:
+                _inject_fault(run.fault[1], run.rank, step + 1)
+            loss = losses["loss"] / tc.grad_accum
+            # every rank must run backward for DDP's all-reduce, even with nothing to learn
+            if not loss.requires_grad:
+                loss = loss + 0.0 * sum(p.sum() for p in model.parameters())
+            loss.backward()
+        for k, v in losses.items():
+            logs[k] = logs.get(k, 0.0) + float(v.detach()) / tc.grad_accum
+    gn = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.clip_grad)
+    if math.isfinite(float(gn)) and math.isfinite(logs.get("loss", 0.0)):
+        opt.step()
+        return True, logs, gn, lr, batch
+    _restore_buffers(bn_before)
+    msg = (f"step {step + 1}: non-finite loss or gradient (loss={logs.get('loss')}, "
+           f"grad norm={float(gn)}), update skipped")
+    log.warning(msg)
+    if run.is_main:
+        print(msg, file=sys.stderr)
+    return False, logs, gn, lr, batch
+
+
+def _check_bad_steps(run: _Run, bad_steps: int, step: int) -> None:
+    """Raises TrainingError after ``max_nonfinite`` consecutive skipped steps."""
+    if bad_steps and bad_steps >= run.tc.max_nonfinite:
+        raise TrainingError(f"{bad_steps} consecutive non-finite steps (last at step {step + 1}): lower "
+                            f"the learning rate or check the data; the last good checkpoint is "
+                            f"{run.out / 'last'}")
+
+
+def _log_step(run: _Run, step: int, lr: float, gn: float, logs: dict, dt: float, last_logged: int) -> None:
+    """One record in ``history`` / ``train.log`` / TensorBoard (rank 0)."""
+    rec = {"step": step + 1, "lr": lr, "grad_norm": gn, "sec": dt, **logs}
+    run.history.append(rec)
+    log.info(json.dumps(rec))
+    if run.tb is not None:
+        for k, v in logs.items():
+            run.tb.add_scalar(f"train/{k}", v, step + 1)
+        run.tb.add_scalar("train/lr", lr, step + 1)
+        run.tb.add_scalar("train/iters_per_sec", (step + 1 - last_logged) / max(dt, 1e-9), step + 1)
+
+
+def _checkpoint(run: _Run, step: int) -> None:
+    """Rank 0: ``OUT/last`` + trainer state every ``ckpt_every`` steps and at the end; a kept copy in
+    ``OUT/ckpts/step_NNNNN`` every ``keep_every``."""
+    tc = run.tc
+    if run.is_main and ((step + 1) % tc.ckpt_every == 0 or step + 1 == run.end):
+        _save_training_state(run.out, run.model, run.opt, step + 1, tc, run.history)
+        run.saved = step + 1
+    if run.is_main and tc.keep_every and (step + 1) % tc.keep_every == 0:
+        save_model(run.model, run.out / "ckpts" / f"step_{step + 1:05d}")
+
+
+def _check_same_weights(run: _Run) -> None:
+    """Every rank must hold the same weights: gather a checksum of each rank's parameters (rank 0 writes
+    ``OUT/rank_checksums.json``)."""
+    flat = torch.cat([p.detach().double().flatten().cpu() for p in run.model.parameters()])
+    mine = torch.stack([flat.sum(), (flat * torch.arange(len(flat), dtype=torch.float64).remainder(7919)).sum()])
+    mine = mine.to(run.device)
+    gathered = [torch.zeros_like(mine) for _ in range(run.world)]
+    torch.distributed.all_gather(gathered, mine)
+    if run.is_main:
+        (run.out / "rank_checksums.json").write_text(json.dumps([g.tolist() for g in gathered]))
+    torch.distributed.barrier()

@@ -1,4 +1,5 @@
-"""Teacher-forcing ``Preprocess`` of Algorithm 2 (spec §5).
+"""One training batch, assembled here: teacher-forcing ``Preprocess`` of Algorithm 2 (spec §5) per clip,
+padding into :class:`ClipTargets` and the model's teacher-forced inputs (:func:`prepare_batch`).
 
 Each ground-truth instance i of a clip gets one ID vector (``Sampler(B, N_gt)``) and a **switch
 frame** s_i (1-based frame index t, or 0 = "given as a prompt"):
@@ -17,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from ..model.ausm import AGNOSTIC
 
 
 @dataclass
@@ -110,3 +113,92 @@ def preprocess(masks: torch.Tensor, hw: tuple[int, int], num_ids: int, switch: t
     det_target = (k[:, None] < switch[None, :]) & visible.T
     return TeacherForcing(id_index=id_index, switch=switch, track_active=track_active,
                           hist_masks=hist, det_target=det_target, visible=visible.T.contiguous())
+
+
+@dataclass
+class ClipTargets:
+    """Batched targets of B clips (n slots after padding, T frames).
+
+    Attributes:
+        masks: (B, n, T, H, W) float ground-truth masks at the model input resolution.
+        classes: (B, n) long category index in the sample's head (0 for class-agnostic data).
+        slot_valid: (B, n) bool, False for padding slots.
+        track_active: (B, T, n) bool (from :class:`TeacherForcing`).
+        det_target: (B, T, n) bool.
+        visible: (B, T, n) bool.
+        det_enabled: (B,) bool, False on non-exhaustive (VOS) data: detection loss skipped.
+        heads: list of B class-head names.
+    """
+
+    masks: torch.Tensor
+    classes: torch.Tensor
+    slot_valid: torch.Tensor
+    track_active: torch.Tensor
+    det_target: torch.Tensor
+    visible: torch.Tensor
+    det_enabled: torch.Tensor
+    heads: list[str]
+
+    def to(self, device) -> "ClipTargets":
+        """A copy with every tensor on ``device``."""
+        return ClipTargets(**{k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                              for k, v in self.__dict__.items()})
+
+
+def collate_targets(samples, tfs, head_of=None) -> tuple[ClipTargets, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Pad per-clip targets to the batch's largest instance count.
+
+    Args:
+        samples: list of dicts with ``masks`` (n_b, T, H, W), ``classes`` (n_b,), ``exhaustive`` bool,
+            ``head`` str.
+        tfs: list of :class:`TeacherForcing`, one per sample.
+
+    Returns:
+        (targets, track_ids (B, n), track_active (B, T, n), hist_masks (B, T, n, P)) — the last three
+        are the model's teacher-forced inputs.
+    """
+    B = len(samples)
+    n = max(1, max(s["masks"].shape[0] for s in samples))
+    T, H, W = samples[0]["masks"].shape[1:] if samples[0]["masks"].shape[0] else (
+        tfs[0].track_active.shape[0], *samples[0]["frames"].shape[-2:])
+    P = tfs[0].hist_masks.shape[-1]
+    masks = torch.zeros(B, n, T, H, W)
+    classes = torch.zeros(B, n, dtype=torch.long)
+    valid = torch.zeros(B, n, dtype=torch.bool)
+    active = torch.zeros(B, T, n, dtype=torch.bool)
+    det = torch.zeros(B, T, n, dtype=torch.bool)
+    vis = torch.zeros(B, T, n, dtype=torch.bool)
+    ids = torch.zeros(B, n, dtype=torch.long)
+    hist = torch.zeros(B, T, n, P)
+    for b, (s, tf) in enumerate(zip(samples, tfs)):
+        m = s["masks"].shape[0]
+        if m == 0:
+            continue
+        masks[b, :m] = s["masks"].float()
+        classes[b, :m] = s["classes"]
+        valid[b, :m] = True
+        active[b, :, :m] = tf.track_active
+        det[b, :, :m] = tf.det_target
+        vis[b, :, :m] = tf.visible
+        ids[b, :m] = tf.id_index
+        hist[b, :, :m] = tf.hist_masks
+    targets = ClipTargets(masks=masks, classes=classes, slot_valid=valid, track_active=active,
+                          det_target=det, visible=vis,
+                          det_enabled=torch.tensor([bool(s.get("exhaustive", False)) for s in samples]),
+                          heads=[s.get("head", AGNOSTIC) for s in samples])
+    return targets, ids, active, hist
+
+
+def prepare_batch(samples, num_ids: int, prompt_prob: float, detect_only_prob: float, generator=None):
+    """Teacher-forcing ``Preprocess`` for a list of clip samples → (frames, ids, active, hist, targets)."""
+    frames = torch.stack([s["frames"] for s in samples])
+    H, W = frames.shape[-2:]
+    hw = (H // 8, W // 8)
+    tfs = []
+    for s in samples:
+        # VOS labels are not exhaustive: every instance is a prompt (spec §5 [D])
+        pp = prompt_prob if s.get("exhaustive", False) else 1.0
+        tfs.append(preprocess(s["masks"], hw, num_ids, prompt_prob=pp, detect_only_prob=detect_only_prob,
+                              generator=generator))
+    targets, ids, active, hist = collate_targets(samples, tfs)
+    return frames, ids, active, hist, targets
