@@ -8,12 +8,10 @@ or broken checkpoint, 5 training cannot continue (repeated non-finite steps), 13
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from .device import resolve_device
 from .errors import AUSMError, CheckpointError, ConfigError, InputError, TrainingError
 
 #: Exit code of each error kind.
@@ -172,97 +170,18 @@ def cmd_train(args) -> int:
     return 0
 
 
-# -- benchmark ----------------------------------------------------------------------------------
-def cmd_benchmark(args) -> int:
-    from .checkpoint import load_model
-    from .eval.benchmark import benchmark_davis, benchmark_vis, benchmark_vos
-
-    model = load_model(args.checkpoint, device=resolve_device(args.device))
-    ds = args.dataset
-    if ds in ("davis2016", "davis2017"):
-        year = 2016 if ds == "davis2016" else 2017
-        res = benchmark_davis(model, args.root, split=args.split, resolution=args.resolution, year=year,
-                              task=args.task, out=args.out, progress=not args.quiet, replay=args.replay,
-                              finetune=args.finetune)
-        print(json.dumps({k: v for k, v in res.items() if k not in ("per_object", "objects")}))
-        print(f"J&F-Mean {100 * res['J&F-Mean']:.1f}  J-Mean {100 * res['J-Mean']:.1f}  "
-              f"F-Mean {100 * res['F-Mean']:.1f}  over {len(res['per_object'])} objects ({args.task})")
-        return 0
-    from .errors import InputError
-
-    if args.finetune:
-        raise InputError("--finetune is implemented for the DAVIS benchmarks only")
-    if ds == "duts":
-        from .eval.stills import benchmark_stills
-
-        res = benchmark_stills(model, args.root, split="holdout" if args.split == "val" else args.split,
-                               holdout=args.holdout, limit=args.limit, progress=not args.quiet)
-        if args.out:
-            from .eval.davis import write_json
-
-            Path(args.out).mkdir(parents=True, exist_ok=True)
-            write_json(Path(args.out) / "stills.json", res)
-        print(json.dumps({k: v for k, v in res.items() if k != "per_image"}))
-        print(f"mask-prompt IoU at frame 2 {res['mask_iou']:.1f}  box IoU {res['box_iou']:.1f}  "
-              f"point IoU {res['point_iou']:.1f}  over {res['images']} images ({res['split']})")
-        return 0
-    if args.out is None:
-        raise InputError(f"--out is required for {ds} (the submission / results files are written there)")
-    if ds in ("ytvos2018", "ytvos2019", "mose"):
-        res = benchmark_vos(model, args.root, split=args.split if args.split != "val" else "valid", dataset=ds,
-                            out=args.out, progress=not args.quiet)
-    else:
-        head = {"ytvis2019": "ytvis2019", "ytvis2021": "ytvis2021", "ovis": "ovis"}[ds]
-        if not args.ann_file:
-            raise InputError(f"--ann-file (the {ds} JSON) is required")
-        res = benchmark_vis(model, args.ann_file, image_root=args.root, head=head, out=args.out,
-                            top_k=20 if ds == "ovis" else 10, progress=not args.quiet)
-    print(json.dumps({k: v for k, v in res.items() if k not in ("objects", "per_object", "stats")}))
-    return 0
-
-
-# -- bench --------------------------------------------------------------------------------------
-def cmd_bench(args) -> int:
-    import torch
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    if args.bench_command == "train-speed":
-        from .bench.train_speed import run
-
-        size = tuple(int(v) for v in args.size.split("x")) if args.size else None
-        run(preset=args.config, frames_list=[int(v) for v in args.frames.split(",")], size=size, batch=args.batch,
-            iters=args.iters, warmup=args.warmup, device=str(resolve_device(args.device)))
-    elif args.bench_command == "stream":
-        from .bench.stream import run
-
-        marks = [int(v) for v in args.report_at.split(",")]
-        run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
-            internal_short_side=args.internal_short_side, video=args.video, device=str(resolve_device(args.device)),
-            compile=args.compile, vs=args.vs)
-    elif args.bench_command == "vs-sam2":
-        from .bench.vs_sam2 import have_sam2, run
-
-        ok, why = have_sam2()
-        if not ok:
-            raise InputError(f"ausm bench vs-sam2 needs transformers with SAM2 video support: {why}")
-        run(size=args.size, frames=args.frames, warmup=args.warmup, sam2_sizes=args.sam2_sizes,
-            large_frames=args.large_frames, prompt=args.prompt, checkpoint=args.checkpoint, order=args.order,
-            device=str(resolve_device(args.device)), seed=args.seed)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    from .eval.cli import add_eval_parser
+    from .eval.cli import add_benchmark_parser, add_eval_parser
+    from .speed.cli import add_bench_parser
 
     p = argparse.ArgumentParser(prog="ausm", description="AUSM: streaming universal video segmentation")
     p.add_argument("--debug", action="store_true", help="print tracebacks on errors")
     sub = p.add_subparsers(dest="command", required=True)
     _add_segment_parser(sub)
     _add_train_parser(sub)
-    _add_benchmark_parser(sub)
+    add_benchmark_parser(sub)
     add_eval_parser(sub)
-    _add_bench_parser(sub)
+    add_bench_parser(sub)
     return p
 
 
@@ -274,75 +193,6 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--mode", choices=["parallel", "iterative"], default=None,
                    help="parallel (teacher-forced, Algorithm 2) or iterative (frame-by-frame baseline)")
     t.set_defaults(func=cmd_train)
-
-
-def _add_benchmark_parser(sub) -> None:
-    b = sub.add_parser("benchmark", help="run a model over a benchmark split and score it")
-    b.add_argument("dataset", choices=["davis2016", "davis2017", "ytvos2018", "ytvos2019", "mose",
-                                       "ytvis2019", "ytvis2021", "ovis", "duts"],
-                   help="duts: still-image mask/box/point prompts on a DUTS-TR-layout folder "
-                        "(split holdout by default; docs/EVAL.md)")
-    b.add_argument("--root", required=True)
-    b.add_argument("--split", default="val", help="DAVIS image set, or the YouTube-VOS/MOSE split folder")
-    b.add_argument("--ann-file", default=None, help="YouTube-VIS / OVIS JSON (--root = its JPEGImages folder)")
-    b.add_argument("--resolution", default="480p")
-    b.add_argument("--task", choices=["semi", "unsupervised"], default="semi")
-    b.add_argument("--replay", action="store_true",
-                   help="DAVIS: test-time replay (forward, backward, forward; paper Table 3), 3x the compute")
-    b.add_argument("--finetune", type=int, default=0, metavar="STEPS",
-                   help="DAVIS semi-supervised: adapt a copy of the model to each sequence's first-frame masks "
-                        "for STEPS training steps before segmenting it (OSVOS-style test-time fine-tuning; "
-                        "not in the paper; 0 = off)")
-    b.add_argument("--limit", type=int, default=None, help="duts: score only the first N images")
-    b.add_argument("--holdout", type=int, default=300,
-                   help="duts: size of the held-out split (the last N names of list.txt; default 300)")
-    b.add_argument("--checkpoint", default=None)
-    b.add_argument("--out", default=None)
-    b.add_argument("--device", default="auto")
-    b.add_argument("--quiet", action="store_true")
-    b.set_defaults(func=cmd_benchmark)
-
-
-def _add_bench_parser(sub) -> None:
-    bench = sub.add_parser("bench", help="speed and memory benchmarks (JSON lines + a markdown table)")
-    bsub = bench.add_subparsers(dest="bench_command", required=True)
-    ts = bsub.add_parser("train-speed", help="parallel vs iterative seconds per training iteration")
-    ts.add_argument("--config", default="ausm-tiny", help="model preset")
-    ts.add_argument("--frames", default="1,2,4,8,16", help="comma-separated clip lengths T")
-    ts.add_argument("--size", default=None, help="HxW training resolution (default: the preset's input size)")
-    ts.add_argument("--batch", type=int, default=1)
-    ts.add_argument("--iters", type=int, default=5)
-    ts.add_argument("--warmup", type=int, default=2)
-    st = bsub.add_parser("stream", help="streaming latency, fps, state size and RSS over a long stream")
-    st.add_argument("--checkpoint", "--config", dest="checkpoint", default=None)
-    st.add_argument("--vs", action="append", default=[], metavar="CHECKPOINT",
-                    help="also measure this checkpoint, interleaved frame by frame in the same run (repeatable)")
-    st.add_argument("--frames", type=int, default=1000)
-    st.add_argument("--size", default="480p", help="240p | 360p | 480p | 720p | 1080p | HxW")
-    st.add_argument("--report-at", default="100,1000,10000")
-    st.add_argument("--internal-short-side", type=int, default=None, help="override the model input short side")
-    st.add_argument("--video", default=None, help="loop a real video instead of synthetic frames")
-    st.add_argument("--compile", action="store_true", help="torch.compile the per-frame network first "
-                                                           "(compile time is reported as first_frame_s)")
-    vs = bsub.add_parser("vs-sam2", help="streaming latency of ausm vs transformers' SAM2 video model (Hiera-tiny, "
-                                         "random weights), one prompted object, same run")
-    vs.add_argument("--size", default="480p", help="frame size: 240p | 360p | 480p | 720p | 1080p | HxW")
-    vs.add_argument("--frames", type=int, default=30, help="frames streamed per model (warm-up included)")
-    vs.add_argument("--warmup", type=int, default=3, help="first frames not counted (the prompted frame is frame 0)")
-    vs.add_argument("--sam2-sizes", default="default,auto",
-                    help="comma-separated SAM2 square input sides: pixels (multiple of 32), 'default' (1024) or "
-                         "'auto' (pixel count nearest to ausm's input; 320 for 480p)")
-    vs.add_argument("--large-frames", type=int, default=12,
-                    help="frame cap for SAM2 sides above 512 (several seconds per frame on a CPU); 0 = --frames")
-    vs.add_argument("--prompt", choices=["mask", "point"], default="mask", help="frame-0 prompt of both models")
-    vs.add_argument("--checkpoint", "--config", dest="checkpoint", default=None, help="ausm checkpoint (default: ausm-lite)")
-    vs.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved",
-                    help="interleaved: every model steps frame t before any steps t+1; sequential: one after another")
-    vs.add_argument("--seed", type=int, default=0)
-    for b_ in (ts, st, vs):
-        b_.add_argument("--device", default="cpu")
-        b_.add_argument("--threads", type=int, default=0)
-    bench.set_defaults(func=cmd_bench)
 
 
 class _Terminated(KeyboardInterrupt):

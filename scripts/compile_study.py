@@ -11,7 +11,7 @@ import time
 import torch
 
 from ausm.bench import machine_info, percentile
-from ausm.bench.stream import SIZES, synthetic_frames, synthetic_prompt
+from ausm.speed.stream import SIZES, synthetic_frames, synthetic_prompt
 from ausm.checkpoint import load_model
 from ausm.inference.session import Session
 

@@ -59,7 +59,7 @@ needs_sam2 = pytest.mark.skipif(_sam2_skip_reason() is not None, reason=str(_sam
 
 
 def test_vs_sam2_sizes():
-    from ausm.bench.vs_sam2 import area_matched_side, sam2_sides
+    from ausm.speed.vs_sam2 import area_matched_side, sam2_sides
 
     assert area_matched_side((256, 416)) == 320  # 102,400 px vs ausm-tiny's 106,496 at 480p
     assert sam2_sides("default,auto,1024,256", (256, 416)) == [(1024, "default"), (320, "area-matched"),

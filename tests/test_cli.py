@@ -213,6 +213,7 @@ def test_error_broken_checkpoint(capsys, tmp_path, frame_dir, small_ckpt, bin_pr
 
 def test_exit_codes_and_debug(capsys, tmp_path, monkeypatch):
     from ausm import cli
+    from ausm.eval import cli as eval_cli  # the home of cmd_benchmark
 
     assert main(["train", "davis_root=x", "no_such_option=1"]) == 3  # bad configuration
     assert "unknown training option" in capsys.readouterr().err
@@ -220,7 +221,7 @@ def test_exit_codes_and_debug(capsys, tmp_path, monkeypatch):
     def boom(args):
         raise RuntimeError("kaput")
 
-    monkeypatch.setattr(cli, "cmd_benchmark", boom)
+    monkeypatch.setattr(eval_cli, "cmd_benchmark", boom)
     rc = cli.main(["benchmark", "davis2016", "--root", str(tmp_path)])
     err = capsys.readouterr().err
     assert rc == 1 and "internal error: RuntimeError: kaput" in err and "Traceback" not in err
@@ -301,13 +302,14 @@ def test_os_errors_about_paths_are_input_errors_not_internal(capsys, tmp_path, m
     import errno
 
     from ausm import cli
+    from ausm.eval import cli as eval_cli  # the home of cmd_benchmark
 
     for code, text in ((errno.EACCES, "Permission denied"), (errno.EROFS, "Read-only file system"),
                        (errno.ENOSPC, "No space left on device")):
         def fail(args, code=code, text=text):
             raise OSError(code, text, str(tmp_path / "out" / "results.json"))
 
-        monkeypatch.setattr(cli, "cmd_benchmark", fail)
+        monkeypatch.setattr(eval_cli, "cmd_benchmark", fail)
         assert cli.main(["benchmark", "davis2016", "--root", str(tmp_path)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert err == [f"error: {text}: {tmp_path / 'out' / 'results.json'} "
@@ -316,6 +318,6 @@ def test_os_errors_about_paths_are_input_errors_not_internal(capsys, tmp_path, m
     def bug(args):
         raise OSError(errno.EBADF, "Bad file descriptor")  # not about a user path: still internal
 
-    monkeypatch.setattr(cli, "cmd_benchmark", bug)
+    monkeypatch.setattr(eval_cli, "cmd_benchmark", bug)
     assert cli.main(["benchmark", "davis2016", "--root", str(tmp_path)]) == 1
     assert "internal error" in capsys.readouterr().err

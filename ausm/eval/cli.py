@@ -1,4 +1,6 @@
-"""``ausm eval davis`` and ``ausm eval ytvis``: score predictions with the official metrics.
+"""``ausm eval davis`` and ``ausm eval ytvis``: score predictions with the official metrics;
+``ausm benchmark DATASET``: segment a benchmark split with a model and score it (accuracy; the speed
+benchmarks are ``ausm bench``, :mod:`ausm.speed.cli`).
 
 Wire into the main parser with ``add_eval_parser(subparsers)``; each command sets ``func`` and returns
 an exit status. Bad input raises :class:`~ausm.errors.InputError` (``ausm``'s ``main`` turns it into a
@@ -8,9 +10,13 @@ on their own.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
-__all__ = ["add_eval_parser", "cmd_eval_davis", "cmd_eval_ytvis", "main"]
+from ..device import resolve_device
+
+__all__ = ["add_eval_parser", "add_benchmark_parser", "cmd_benchmark", "cmd_eval_davis", "cmd_eval_ytvis", "main"]
 
 
 def cmd_eval_davis(args) -> int:
@@ -89,6 +95,83 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
     y.add_argument("--quiet", action="store_true")
     y.set_defaults(func=cmd_eval_ytvis)
     return e
+
+
+def cmd_benchmark(args) -> int:
+    """``ausm benchmark DATASET``: segment a benchmark split with a model and score it (accuracy)."""
+    from ..checkpoint import load_model
+    from .benchmark import benchmark_davis, benchmark_vis, benchmark_vos
+
+    model = load_model(args.checkpoint, device=resolve_device(args.device))
+    ds = args.dataset
+    if ds in ("davis2016", "davis2017"):
+        year = 2016 if ds == "davis2016" else 2017
+        res = benchmark_davis(model, args.root, split=args.split, resolution=args.resolution, year=year,
+                              task=args.task, out=args.out, progress=not args.quiet, replay=args.replay,
+                              finetune=args.finetune)
+        print(json.dumps({k: v for k, v in res.items() if k not in ("per_object", "objects")}))
+        print(f"J&F-Mean {100 * res['J&F-Mean']:.1f}  J-Mean {100 * res['J-Mean']:.1f}  "
+              f"F-Mean {100 * res['F-Mean']:.1f}  over {len(res['per_object'])} objects ({args.task})")
+        return 0
+    from ..errors import InputError
+
+    if args.finetune:
+        raise InputError("--finetune is implemented for the DAVIS benchmarks only")
+    if ds == "duts":
+        from .stills import benchmark_stills
+
+        res = benchmark_stills(model, args.root, split="holdout" if args.split == "val" else args.split,
+                               holdout=args.holdout, limit=args.limit, progress=not args.quiet)
+        if args.out:
+            from .davis import write_json
+
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            write_json(Path(args.out) / "stills.json", res)
+        print(json.dumps({k: v for k, v in res.items() if k != "per_image"}))
+        print(f"mask-prompt IoU at frame 2 {res['mask_iou']:.1f}  box IoU {res['box_iou']:.1f}  "
+              f"point IoU {res['point_iou']:.1f}  over {res['images']} images ({res['split']})")
+        return 0
+    if args.out is None:
+        raise InputError(f"--out is required for {ds} (the submission / results files are written there)")
+    if ds in ("ytvos2018", "ytvos2019", "mose"):
+        res = benchmark_vos(model, args.root, split=args.split if args.split != "val" else "valid", dataset=ds,
+                            out=args.out, progress=not args.quiet)
+    else:
+        head = {"ytvis2019": "ytvis2019", "ytvis2021": "ytvis2021", "ovis": "ovis"}[ds]
+        if not args.ann_file:
+            raise InputError(f"--ann-file (the {ds} JSON) is required")
+        res = benchmark_vis(model, args.ann_file, image_root=args.root, head=head, out=args.out,
+                            top_k=20 if ds == "ovis" else 10, progress=not args.quiet)
+    print(json.dumps({k: v for k, v in res.items() if k not in ("objects", "per_object", "stats")}))
+    return 0
+
+
+def add_benchmark_parser(sub) -> None:
+    """``ausm benchmark``: accuracy on a benchmark split (the speed benchmarks are ``ausm bench``)."""
+    b = sub.add_parser("benchmark", help="run a model over a benchmark split and score it")
+    b.add_argument("dataset", choices=["davis2016", "davis2017", "ytvos2018", "ytvos2019", "mose",
+                                       "ytvis2019", "ytvis2021", "ovis", "duts"],
+                   help="duts: still-image mask/box/point prompts on a DUTS-TR-layout folder "
+                        "(split holdout by default; docs/EVAL.md)")
+    b.add_argument("--root", required=True)
+    b.add_argument("--split", default="val", help="DAVIS image set, or the YouTube-VOS/MOSE split folder")
+    b.add_argument("--ann-file", default=None, help="YouTube-VIS / OVIS JSON (--root = its JPEGImages folder)")
+    b.add_argument("--resolution", default="480p")
+    b.add_argument("--task", choices=["semi", "unsupervised"], default="semi")
+    b.add_argument("--replay", action="store_true",
+                   help="DAVIS: test-time replay (forward, backward, forward; paper Table 3), 3x the compute")
+    b.add_argument("--finetune", type=int, default=0, metavar="STEPS",
+                   help="DAVIS semi-supervised: adapt a copy of the model to each sequence's first-frame masks "
+                        "for STEPS training steps before segmenting it (OSVOS-style test-time fine-tuning; "
+                        "not in the paper; 0 = off)")
+    b.add_argument("--limit", type=int, default=None, help="duts: score only the first N images")
+    b.add_argument("--holdout", type=int, default=300,
+                   help="duts: size of the held-out split (the last N names of list.txt; default 300)")
+    b.add_argument("--checkpoint", default=None)
+    b.add_argument("--out", default=None)
+    b.add_argument("--device", default="auto")
+    b.add_argument("--quiet", action="store_true")
+    b.set_defaults(func=cmd_benchmark)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,8 @@ Both score the semi-supervised protocol (first and last frames skipped) of every
 truth root against the same predicted PNGs; runs alternate between the two tools; the script prints
 every run, the best and the median, the ratio, and checks that both give the same J&F.
 
-    OMP_NUM_THREADS=1 python benchmarks/eval_speed.py                 # both in one process
-    OMP_NUM_THREADS=1 python benchmarks/eval_speed.py --processes 0   # both on every core
+    OMP_NUM_THREADS=1 python scripts/metric_checks/eval_speed.py                 # both in one process
+    OMP_NUM_THREADS=1 python scripts/metric_checks/eval_speed.py --processes 0   # both on every core
 
 Defaults: the 13-sequence DAVIS-2017-format root and the OSVOS predictions in ``../shared/data``.
 Needs ``pip install vos-benchmark`` (the ``dev`` extra).

@@ -6,7 +6,7 @@ and pycocotools. Fetch it without its (Python-3.11-incompatible) dependencies an
 
     pip download --no-deps mmtrack==0.14.0 -d /tmp/mm
     python -m zipfile -e /tmp/mm/mmtrack-0.14.0-py3-none-any.whl /tmp/mm/x
-    OMP_NUM_THREADS=1 python benchmarks/ytvis_vs_official.py --api-dir /tmp/mm/x/mmtrack/core/evaluation \\
+    OMP_NUM_THREADS=1 python scripts/metric_checks/ytvis_vs_official.py --api-dir /tmp/mm/x/mmtrack/core/evaluation \\
         --gt GT.json --pred RESULTS.json [--fuzz 300]
 
 Prints both sets of 12 statistics and the largest difference (also of the full precision / recall
