@@ -508,21 +508,7 @@ def run_segment(args) -> int:
     Raises:
         InputError, CheckpointError, ...: as the CLI maps to exit codes (:mod:`ausm.cli`).
     """
-    from .checkpoint import load_model
-
-    if not args.input:
-        raise InputError("give an input (video file, frame folder, stream) or --demo")
-    if not args.out:
-        raise InputError("give --out OUTPUT_FOLDER")
-    from .io.atomic import apply_umask
-    from .io.paths import check_output_separate
-
-    formats, geo, masks, inputs = _segment_options(args)
-    readers = _open_inputs(args, inputs, masks, geo)
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out} exists and is not a folder")
-    check_output_separate(out, inputs + [str(p) for p in (args.prompt or [])])
+    formats, geo, masks, inputs, readers, out = _check_job(args)
     subdirs = _subdir_names(inputs)
     device = resolve_device(args.device)
     # file and folder inputs can be continued after a kill (--resume): the run works in OUT/.ausm-partial/
@@ -532,11 +518,7 @@ def run_segment(args) -> int:
         raise InputError("--resume needs video files or frame folders as inputs (live sources cannot be read "
                          "again), no --replay and no --finetune")
     partial, snapshot = _partial_run(args, out, inputs, readers, masks, formats, device) if resumable else (None, None)
-    model = load_model(args.checkpoint, device=device)
-    if args.compile:
-        if args.finetune:
-            raise InputError("--compile and --finetune cannot be combined (fine-tuning trains a copy of the weights)")
-        model.compile_modules()
+    model = _job_model(args, device)
     # folders this run creates are removed again if it fails (no output on error)
     new_parents = [p for p in ((out,) if resumable else ()) + (out.parent, *out.parent.parents) if not p.exists()]
     try:
@@ -549,33 +531,9 @@ def run_segment(args) -> int:
     ok = keep_partial = False
     summaries: list[dict] = []
     try:
-        if partial is not None:
-            if snapshot is None:
-                partial.clear()  # an earlier run's leftovers are replaced (without --resume)
-            partial.work.mkdir(parents=True, exist_ok=True)
-            tmp = partial.work
-        else:
-            _remove_stale_partials(out)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-            apply_umask(tmp, folder=True)  # it becomes --out
-            (tmp / _PID_FILE).write_text(str(os.getpid()))
-        start = 0
-        if snapshot is not None:
-            start = int(snapshot[1]["input_index"])
-            summaries = list(snapshot[1]["done"])
-        single = len(inputs) == 1
-        for i, (spec, reader) in enumerate(zip(inputs, readers)):
-            if i < start:
-                continue  # finished before the snapshot: its outputs are in the work folder
-            folder = tmp if single else tmp / subdirs[i]
-            m = masks[i] if len(masks) == len(inputs) else (masks[0] if masks else None)
-            restore = snapshot if snapshot is not None and i == start and snapshot[1]["frame"] > 0 else None
-            snap = _Snapshots(partial, i, list(summaries), args.snapshot_every) if partial is not None else None
-            summaries.append(_segment_one(model, reader, spec, folder, m, geo, args, formats, args.video_id + i,
-                                          "segment" if single else subdirs[i], snap=snap, restore=restore))
-            if snap is not None and snap.every and i + 1 < len(inputs):  # input i is done
-                partial.save({}, {"input_index": i + 1, "frame": 0, "done": summaries})
-        if "rle" in formats and not single:  # one results file for all videos, as benchmarks expect
+        tmp = _open_work_folder(out, partial, snapshot)
+        summaries = _segment_inputs(model, inputs, readers, masks, geo, args, formats, tmp, subdirs, partial, snapshot)
+        if "rle" in formats and len(inputs) > 1:  # one results file for all videos, as benchmarks expect
             _merge_results_json(tmp, subdirs)
         (tmp / _PID_FILE).unlink(missing_ok=True)
         _move_into(tmp, out)
@@ -587,21 +545,93 @@ def run_segment(args) -> int:
                   "--resume", file=sys.stderr)
         raise
     finally:
-        if partial is not None:
-            if not keep_partial:
-                shutil.rmtree(partial.root, ignore_errors=True)
-        elif tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-        if lock is not None:
-            os.close(lock)
-        if not ok and not keep_partial:
-            for p in new_parents:  # deepest first; stops at the first non-empty one
-                try:
-                    p.rmdir()
-                except OSError:
-                    break
+        _clean_up(partial, tmp, lock, None if ok or keep_partial else new_parents, keep_partial)
     _report(summaries, out, subdirs if len(inputs) > 1 else None, formats, args.quiet)
     return 0
+
+
+def _check_job(args):
+    """Every check that needs no model: options, prompts, inputs (opened), ``--out`` apart from the
+    inputs. Returns (formats, geometric prompts, mask prompts, input specs, readers, out)."""
+    from .io.paths import check_output_separate
+
+    if not args.input:
+        raise InputError("give an input (video file, frame folder, stream) or --demo")
+    if not args.out:
+        raise InputError("give --out OUTPUT_FOLDER")
+    formats, geo, masks, inputs = _segment_options(args)
+    readers = _open_inputs(args, inputs, masks, geo)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out} exists and is not a folder")
+    check_output_separate(out, inputs + [str(p) for p in (args.prompt or [])])
+    return formats, geo, masks, inputs, readers, out
+
+
+def _job_model(args, device):
+    """The model of the job (compiled with ``--compile``)."""
+    from .checkpoint import load_model
+
+    model = load_model(args.checkpoint, device=device)
+    if args.compile:
+        if args.finetune:
+            raise InputError("--compile and --finetune cannot be combined (fine-tuning trains a copy of the weights)")
+        model.compile_modules()
+    return model
+
+
+def _open_work_folder(out: Path, partial, snapshot) -> Path:
+    """The folder the run writes into before it becomes ``out``: the resumable work folder in
+    ``OUT/.ausm-partial/`` or a fresh temporary ``.OUT.partial-*`` beside ``out``."""
+    from .io.atomic import apply_umask
+
+    if partial is not None:
+        if snapshot is None:
+            partial.clear()  # an earlier run's leftovers are replaced (without --resume)
+        partial.work.mkdir(parents=True, exist_ok=True)
+        return partial.work
+    _remove_stale_partials(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    apply_umask(tmp, folder=True)  # it becomes --out
+    (tmp / _PID_FILE).write_text(str(os.getpid()))
+    return tmp
+
+
+def _segment_inputs(model, inputs, readers, masks, geo, args, formats, tmp: Path, subdirs, partial, snapshot):
+    """Each input into ``tmp`` (one input) or ``tmp/<name>/``, continuing from ``snapshot``; returns the
+    per-input summaries."""
+    start = int(snapshot[1]["input_index"]) if snapshot is not None else 0
+    summaries = list(snapshot[1]["done"]) if snapshot is not None else []
+    single = len(inputs) == 1
+    for i, (spec, reader) in enumerate(zip(inputs, readers)):
+        if i < start:
+            continue  # finished before the snapshot: its outputs are in the work folder
+        folder = tmp if single else tmp / subdirs[i]
+        m = masks[i] if len(masks) == len(inputs) else (masks[0] if masks else None)
+        restore = snapshot if snapshot is not None and i == start and snapshot[1]["frame"] > 0 else None
+        snap = _Snapshots(partial, i, list(summaries), args.snapshot_every) if partial is not None else None
+        summaries.append(_segment_one(model, reader, spec, folder, m, geo, args, formats, args.video_id + i,
+                                      "segment" if single else subdirs[i], snap=snap, restore=restore))
+        if snap is not None and snap.every and i + 1 < len(inputs):  # input i is done
+            partial.save({}, {"input_index": i + 1, "frame": 0, "done": summaries})
+    return summaries
+
+
+def _clean_up(partial, tmp, lock, new_parents, keep_partial: bool) -> None:
+    """After the run: the work folder goes (unless kept for ``--resume``), the lock is released, and
+    after a failure the folders this run created are removed (``new_parents``; None after success)."""
+    if partial is not None:
+        if not keep_partial:
+            shutil.rmtree(partial.root, ignore_errors=True)
+    elif tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if lock is not None:
+        os.close(lock)
+    for p in new_parents or ():  # deepest first; stops at the first non-empty one
+        try:
+            p.rmdir()
+        except OSError:
+            break
 
 
 def _partial_run(args, out: Path, inputs, readers, masks, formats, device):

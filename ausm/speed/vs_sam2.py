@@ -307,12 +307,13 @@ def run(size: str = "480p", frames: int = 30, warmup: int = 3, sam2_sizes: str =
 
     ``large_frames`` caps the frame count of SAM2 at sides above 512 (seconds per frame on a CPU);
     0 = no cap.
+
+    Raises:
+        RuntimeError: transformers without SAM2 video support. InputError: bad arguments.
     """
     ok, why = have_sam2()
     if not ok:
         raise RuntimeError(why)
-    import transformers
-
     from ..checkpoint import load_model
     from ..data.synthetic import render_video
 
@@ -326,22 +327,42 @@ def run(size: str = "480p", frames: int = 30, warmup: int = 3, sam2_sizes: str =
     H, W = parse_size(size)
     sam2_sides(sam2_sizes, (H, W))  # bad sides fail before any model is loaded
     model = load_model(checkpoint, device=dev)
-    ausm_internal = tuple(model.input_size(H, W))
-    sides = sam2_sides(sam2_sizes, ausm_internal)
-
-    streams: list[dict] = [{"name": "ausm", "model": model.cfg.name or "ausm", "obj": AusmStream(model),
-                            "internal": ausm_internal, "rule": "default", "frames": frames}]
-    for side, rule in sides:
-        n = frames if (side <= 512 or large_frames <= 0) else max(warmup + 1, min(frames, large_frames))
-        streams.append({"name": f"sam2-{side}", "model": "sam2.1-hiera-tiny (random init)",
-                        "obj": Sam2Stream(side, dev, seed), "internal": (side, side), "rule": rule, "frames": n})
+    streams = _streams(model, (H, W), sam2_sizes, frames, warmup, large_frames, dev, seed)
     n_max = max(s["frames"] for s in streams)
     video = render_video(n_max + 1, (H, W), seed=seed, enter_leave=False)  # +1: the FLOP-counting step
     mask, point = prompt_from(video.ids[0])
     for s in streams:
         s["obj"].add_prompt((H, W), mask=mask if prompt == "mask" else None, point=point)
         s["lat"], s["state0"] = [], None
+    info, load0 = machine_info(), _loadavg()
+    _measure(streams, video, warmup, order, dev)
+    run_info = {"input": f"{H}x{W}", "warmup": warmup, "prompt": prompt, "order": order, "device": str(dev),
+                "loadavg_1m_start": load0, "loadavg_1m_end": _loadavg(), **info}
+    records = []
+    for s in streams:
+        rec = _record(s, streams[0]["lat"], run_info, model, checkpoint)
+        emit(rec)
+        records.append(rec)
+    print()
+    print(_table(records))
+    return records
 
+
+def _streams(model, size, sam2_sizes: str, frames: int, warmup: int, large_frames: int, dev, seed: int) -> list[dict]:
+    """ausm first, then one SAM2 stream per side of ``sam2_sizes`` (fewer frames at sides above 512)."""
+    ausm_internal = tuple(model.input_size(*size))
+    streams: list[dict] = [{"name": "ausm", "model": model.cfg.name or "ausm", "obj": AusmStream(model),
+                            "internal": ausm_internal, "rule": "default", "frames": frames}]
+    for side, rule in sam2_sides(sam2_sizes, ausm_internal):
+        n = frames if (side <= 512 or large_frames <= 0) else max(warmup + 1, min(frames, large_frames))
+        streams.append({"name": f"sam2-{side}", "model": "sam2.1-hiera-tiny (random init)",
+                        "obj": Sam2Stream(side, dev, seed), "internal": (side, side), "rule": rule, "frames": n})
+    return streams
+
+
+def _measure(streams: list[dict], video, warmup: int, order: str, dev) -> None:
+    """Step every stream over the video (interleaved frame by frame, or one after another), timing each
+    step into ``s["lat"]``; then count one step's FLOPs."""
     def one(s, t):
         if t == warmup:  # the state before the first counted frame
             s["state0"] = s["obj"].state_nbytes()
@@ -351,8 +372,7 @@ def run(size: str = "480p", frames: int = 30, warmup: int = 3, sam2_sizes: str =
         sync(dev)
         s["lat"].append(time.perf_counter() - t0)
 
-    info = machine_info()
-    load0 = _loadavg()
+    n_max = max(s["frames"] for s in streams)
     with torch.inference_mode():
         if order == "interleaved":  # frame by frame, every model in turn: the same machine load for all
             for t in range(n_max):
@@ -368,46 +388,51 @@ def run(size: str = "480p", frames: int = 30, warmup: int = 3, sam2_sizes: str =
         for s in streams:
             s["flops"] = count_flops(lambda: s["obj"].step(video.frames[s["frames"]]))
 
-    records = []
-    base_lat = streams[0]["lat"]
-    for s in streams:
-        lat = s["lat"][warmup:]
-        k = max(1, len(lat) // 3)
-        # interleaved: frame t of this model against frame t of ausm, stepped back to back (same load)
-        paired = [a / b for a, b in zip(lat, base_lat[warmup:])] if order == "interleaved" else []
-        same = base_lat[warmup:s["frames"]]  # ausm over the same frame indices (SAM2 at large sides runs fewer)
-        p50, p99 = _p50(lat), percentile(lat, 0.99)
-        obj = s["obj"]
-        state = obj.state_nbytes()
-        rec = {"bench": "vs-sam2", "model": s["model"], "input": f"{H}x{W}",
-               "internal": f"{s['internal'][0]}x{s['internal'][1]}",
-               "internal_pixels": s["internal"][0] * s["internal"][1], "size_rule": s["rule"],
-               "frames": s["frames"], "warmup": warmup, "measured_frames": len(lat), "prompt": prompt,
-               "p50_ms": 1e3 * p50, "p99_ms": 1e3 * p99, "mean_ms": 1e3 * float(np.mean(lat)),
-               "fps": 1.0 / p50, "p50_first_third_ms": 1e3 * _p50(lat[:k]),
-               "p50_last_third_ms": 1e3 * _p50(lat[-k:]),
-               "ausm_p50_same_frames_ms": 1e3 * _p50(same), "ausm_p99_same_frames_ms": 1e3 * percentile(same, 0.99),
-               "ratio_p50": p50 / _p50(same), "ratio_p99": p99 / percentile(same, 0.99),
-               "paired_ratio_p50": _p50(paired) if paired else None,
-               "paired_ratio_first_third": _p50(paired[:k]) if paired else None,
-               "paired_ratio_last_third": _p50(paired[-k:]) if paired else None,
-               "forward_p50_ms": 1e3 * _p50(obj.forward_s[warmup:s["frames"]]) if isinstance(obj, Sam2Stream) else None,
-               "flops_per_frame": s["flops"], "params": obj.params, "state_nbytes": state,
-               "state_growth_bytes_per_frame": (state - s["state0"]) / (s["frames"] + 1 - warmup),
-               "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(), "rss_growth_mb": s.get("rss_growth_mb"),
-               "order": order, "dtype": "float32" if isinstance(obj, Sam2Stream) else
-               str(next(model.parameters()).dtype).replace("torch.", ""), "device": str(dev),
-               "transformers": transformers.__version__, "loadavg_1m_start": load0, "loadavg_1m_end": _loadavg(),
-               **info}
-        if isinstance(obj, AusmStream):
-            rec["checkpoint"] = str(checkpoint) if checkpoint else "shipped default"
-        if isinstance(obj, Sam2Stream):
-            rec.update(sam2_attn=obj.config._attn_implementation, sam2_preprocess=obj.preprocess_route,
-                       sam2_num_maskmem=obj.config.num_maskmem,
-                       sam2_max_object_pointers=obj.config.max_object_pointers_in_encoder)
-        emit(rec)
-        records.append(rec)
 
+def _record(s: dict, base_lat: list, run_info: dict, model, checkpoint) -> dict:
+    """The JSON record of one measured stream (ratios against ausm's latencies ``base_lat``)."""
+    import transformers
+
+    warmup, order = run_info["warmup"], run_info["order"]
+    lat = s["lat"][warmup:]
+    k = max(1, len(lat) // 3)
+    # interleaved: frame t of this model against frame t of ausm, stepped back to back (same load)
+    paired = [a / b for a, b in zip(lat, base_lat[warmup:])] if order == "interleaved" else []
+    same = base_lat[warmup:s["frames"]]  # ausm over the same frame indices (SAM2 at large sides runs fewer)
+    p50, p99 = _p50(lat), percentile(lat, 0.99)
+    obj = s["obj"]
+    state = obj.state_nbytes()
+    rec = {"bench": "vs-sam2", "model": s["model"], "input": run_info["input"],
+           "internal": f"{s['internal'][0]}x{s['internal'][1]}",
+           "internal_pixels": s["internal"][0] * s["internal"][1], "size_rule": s["rule"],
+           "frames": s["frames"], "warmup": warmup, "measured_frames": len(lat), "prompt": run_info["prompt"],
+           "p50_ms": 1e3 * p50, "p99_ms": 1e3 * p99, "mean_ms": 1e3 * float(np.mean(lat)),
+           "fps": 1.0 / p50, "p50_first_third_ms": 1e3 * _p50(lat[:k]),
+           "p50_last_third_ms": 1e3 * _p50(lat[-k:]),
+           "ausm_p50_same_frames_ms": 1e3 * _p50(same), "ausm_p99_same_frames_ms": 1e3 * percentile(same, 0.99),
+           "ratio_p50": p50 / _p50(same), "ratio_p99": p99 / percentile(same, 0.99),
+           "paired_ratio_p50": _p50(paired) if paired else None,
+           "paired_ratio_first_third": _p50(paired[:k]) if paired else None,
+           "paired_ratio_last_third": _p50(paired[-k:]) if paired else None,
+           "forward_p50_ms": 1e3 * _p50(obj.forward_s[warmup:s["frames"]]) if isinstance(obj, Sam2Stream) else None,
+           "flops_per_frame": s["flops"], "params": obj.params, "state_nbytes": state,
+           "state_growth_bytes_per_frame": (state - s["state0"]) / (s["frames"] + 1 - warmup),
+           "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(), "rss_growth_mb": s.get("rss_growth_mb"),
+           "order": order, "dtype": "float32" if isinstance(obj, Sam2Stream) else
+           str(next(model.parameters()).dtype).replace("torch.", ""), "device": run_info["device"],
+           "transformers": transformers.__version__,
+           **{k_: v for k_, v in run_info.items() if k_ not in ("input", "warmup", "prompt", "order", "device")}}
+    if isinstance(obj, AusmStream):
+        rec["checkpoint"] = str(checkpoint) if checkpoint else "shipped default"
+    if isinstance(obj, Sam2Stream):
+        rec.update(sam2_attn=obj.config._attn_implementation, sam2_preprocess=obj.preprocess_route,
+                   sam2_num_maskmem=obj.config.num_maskmem,
+                   sam2_max_object_pointers=obj.config.max_object_pointers_in_encoder)
+    return rec
+
+
+def _table(records: list[dict]) -> str:
+    """The markdown table of the run: latency, fps, FLOPs, state and the SAM2 / ausm ratios per model."""
     rows = []
     for r in records:
         rows.append({"model": r["model"].split(" ")[0], "internal": r["internal"], "size rule": r["size_rule"],
@@ -418,6 +443,4 @@ def run(size: str = "480p", frames: int = 30, warmup: int = 3, sam2_sizes: str =
                      "p50 ratio (SAM2/ausm)": r["ratio_p50"], "p99 ratio (SAM2/ausm)": r["ratio_p99"],
                      "paired ratio first/last third": "-" if r["paired_ratio_p50"] is None else
                      f"{r['paired_ratio_first_third']:.3g} / {r['paired_ratio_last_third']:.3g}"})
-    print()
-    print(markdown_table(rows, list(rows[0])))
-    return records
+    return markdown_table(rows, list(rows[0]))
