@@ -111,13 +111,13 @@ def test_frozen_stages_stop_gradients_where_asked():
 def test_ausm_lite_encoder_loads_imagenet_weights_and_trainer_keeps_fixed_layers():
     from ausm.config import get_config
     from ausm.model.ausm import AUSMModel
-    from ausm.train.trainer import backbone_of, freeze_backbone
+    from ausm.train.trainer import freeze_backbone
 
     cfg = get_config("ausm-lite")
     assert cfg.num_ids >= 32 and cfg.pixel_mean == IMAGENET_MEAN
     model = AUSMModel(cfg)
     ref = load_imagenet_weights(EfficientNetLite("lite0"))
-    bb = backbone_of(model)
+    bb = model.backbone
     assert torch.equal(bb._blocks[5]._depthwise_conv.weight, ref._blocks[5]._depthwise_conv.weight)
     freeze_backbone(model, False)  # the trainer's "not frozen" must keep the stem / stride-4 blocks fixed
     assert not bb._conv_stem.weight.requires_grad and bb._blocks[-1]._project_conv.weight.requires_grad

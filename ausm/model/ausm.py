@@ -171,6 +171,14 @@ class AUSMModel(nn.Module):
         return self
 
     # -- helpers ------------------------------------------------------------------------------
+    @property
+    def backbone(self) -> nn.Module:
+        """The image backbone inside the frame encoder (EfficientNet-Lite / ``AutoBackbone`` of the FPN
+        encoder, or the Mask2Former pixel-level module's encoder): the one rule for "backbone
+        parameters" (its lr multiplier, freezing, test-time fine-tuning)."""
+        enc = self.encoder
+        return enc.backbone if hasattr(enc, "backbone") else enc.pixel_level_module.encoder
+
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         """Model input (H', W') for an image of (height, width) pixels: shorter side scaled to
         ``cfg.input_short_side`` (longer side capped at ``cfg.input_max_long_side``), both rounded to a

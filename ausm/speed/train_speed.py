@@ -10,7 +10,7 @@ from ..model import AUSMModel
 from ..train.batch import collate_targets
 from ..train.losses import LossConfig, SetCriterion
 from ..train.batch import preprocess
-from ..train.trainer import TrainStep, backbone_of
+from ..train.trainer import TrainStep
 from . import emit, machine_info, markdown_table, median, timed
 
 
@@ -41,7 +41,7 @@ def run(preset: str = "ausm-tiny", frames_list=(1, 2, 4, 8, 16), size=None, batc
     cfg = get_config(preset)
     model = AUSMModel(cfg).to(dev).train()
     if frozen_bn:  # frame-independent encoder, as in the paper (see docs/DESIGN.md)
-        for m in backbone_of(model).modules():
+        for m in model.backbone.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.eval()
     if size is None:

@@ -107,7 +107,7 @@ def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], c
     from ..data.coco import PseudoVideoClips
     from .losses import SetCriterion
     from .batch import prepare_batch
-    from .trainer import TrainStep, backbone_of
+    from .trainer import TrainStep
 
     cfg = cfg or FinetuneConfig()
     image = np.asarray(image)
@@ -135,7 +135,7 @@ def finetune_on_prompt(model, image: np.ndarray, masks: dict[int, np.ndarray], c
     for mod in tuned.modules():  # one image cannot estimate batch statistics
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
             mod.eval()
-    frozen = set() if cfg.train_backbone else {id(p) for p in backbone_of(tuned).parameters()}
+    frozen = set() if cfg.train_backbone else {id(p) for p in tuned.backbone.parameters()}
     params = [p for p in tuned.parameters() if p.requires_grad and id(p) not in frozen]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     clips = PseudoVideoClips(_PromptFrame(), clip_len=cfg.clip_len, size=tuned.input_size(H, W),

@@ -183,7 +183,7 @@ def freeze_backbone(model: AUSMModel, frozen: bool) -> None:
     """Stage 3 [P]: stop gradients into the backbone (``requires_grad=False``; BatchNorm statistics are
     frozen too by keeping the backbone in eval mode during training). Unfrozen, a backbone with its own
     fixed layers (EfficientNet-Lite's ``frozen_stages``) keeps those frozen."""
-    bb = backbone_of(model)
+    bb = model.backbone
     for p in bb.parameters():
         p.requires_grad_(not frozen)
     if not frozen and hasattr(bb, "freeze"):
@@ -215,23 +215,17 @@ def freeze_frozen_batchnorm(model: torch.nn.Module) -> None:
                 m.eval()
 
 
-def backbone_of(model: AUSMModel) -> torch.nn.Module:
-    """The ``AutoBackbone`` inside either frame encoder."""
-    enc = model.encoder
-    return enc.backbone if hasattr(enc, "backbone") else enc.pixel_level_module.encoder
-
-
 def build_optimizer(model: AUSMModel, tc: TrainConfig):
     """AdamW with the backbone at ``lr × backbone_lr_mult``; no weight decay on norms, biases and
     embeddings."""
     groups = {}
+    in_backbone = {id(p) for p in model.backbone.parameters()}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        bb = name.startswith(("encoder.backbone.", "encoder.pixel_level_module.encoder."))
+        bb = id(p) in in_backbone
         nd = p.ndim <= 1 or name in ("start_token", "id_vectors") or "query_" in name
-        key = (bb, nd)
-        groups.setdefault(key, []).append(p)
+        groups.setdefault((bb, nd), []).append(p)
     param_groups = [{"params": ps, "lr": tc.lr * (tc.backbone_lr_mult if bb else 1.0),
                      "weight_decay": 0.0 if nd else tc.weight_decay, "base_lr_mult": tc.backbone_lr_mult if bb else 1.0}
                     for (bb, nd), ps in groups.items()]
@@ -551,7 +545,7 @@ def _train_step(run: _Run, step: int):
 
     tc, model, opt, net, device = run.tc, run.model, run.opt, run.net, run.device
     if tc.freeze_backbone:
-        backbone_of(model).eval()
+        model.backbone.eval()
     if tc.trainable:
         freeze_frozen_batchnorm(model)
     lr = lr_at(step, tc)
