@@ -321,3 +321,23 @@ def test_os_errors_about_paths_are_input_errors_not_internal(capsys, tmp_path, m
     monkeypatch.setattr(eval_cli, "cmd_benchmark", bug)
     assert cli.main(["benchmark", "davis2016", "--root", str(tmp_path)]) == 1
     assert "internal error" in capsys.readouterr().err
+
+
+def test_segment_job_python_entry_point(tmp_path, frame_dir, bin_prompt, small_ckpt):
+    """The segment job runs from Python without a subprocess or the argument parser, with the CLI's
+    checks (an --out inside the input folder is refused before anything is written)."""
+    from ausm.errors import InputError
+    from ausm.segment import SegmentOptions, run_segment
+
+    out = tmp_path / "job"
+    opts = SegmentOptions(input=[str(frame_dir)], out=str(out), prompt=[str(bin_prompt)], checkpoint=str(small_ckpt),
+                          format=["palette,boxes"], overlay=False, quiet=True)
+    assert run_segment(opts) == 0
+    frames = sorted(p.name for p in Path(frame_dir).iterdir())
+    assert sorted(p.name for p in out.glob("*.png")) == [f"{i:05d}.png" for i in range(len(frames))]
+    assert (out / "boxes.json").is_file()
+    before = sorted(p.name for p in Path(frame_dir).iterdir())
+    with pytest.raises(InputError, match="input"):
+        run_segment(SegmentOptions(input=[str(frame_dir)], out=str(Path(frame_dir) / "masks"),
+                                   prompt=[str(bin_prompt)], checkpoint=str(small_ckpt), quiet=True))
+    assert sorted(p.name for p in Path(frame_dir).iterdir()) == before

@@ -588,3 +588,4 @@ def test_errors(capsys, small_ckpt, tmp_path):
         shutil.copy(JUDO / f"{k:05d}.jpg", corrupt)
     (corrupt / "00001.jpg").write_bytes((JUDO / "00001.jpg").read_bytes()[:5000])  # header intact, data cut
     expect_error(capsys, [good, corrupt, "--unprompted", *ck], "00001.jpg", out)
+
