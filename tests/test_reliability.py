@@ -30,7 +30,7 @@ def test_soak_10000_frames_flat_memory_no_nan():
         r = s.step(clip[t % 16])
         if t % 997 == 0:
             assert np.isfinite(r.scores).all()
-            assert s._state.x_prev.isfinite().all() and all(m.ssm_state.isfinite().all() for m in s._state.mamba)
+            assert s.stream_state.x_prev.isfinite().all() and all(m.ssm_state.isfinite().all() for m in s.stream_state.mamba)
         if t + 1 in (1000, 10_000):
             marks[t + 1] = (s.state_nbytes(), rss_mb())
     assert marks[1000][0] == marks[10_000][0]

@@ -16,7 +16,7 @@ def _tiny_stream_model():
 
 def _tensor_bytes(session):
     """Every tensor reachable from the session's state, counted independently of state_nbytes()."""
-    st = session._state
+    st = session.stream_state
     tensors = [st.x_prev] + [t for m in st.mamba for t in (m.conv_state, m.ssm_state)]
     tensors += session.objects.tensors()
     return sum(t.numel() * t.element_size() for t in tensors), [tuple(t.shape) for t in tensors]

@@ -48,11 +48,11 @@ class SessionBatch:
         """
         if len(frames) != len(self.sessions):
             raise InputError(f"{len(frames)} frames for {len(self.sessions)} streams")
-        inputs = [s._prepare(f) for s, f in zip(self.sessions, frames)]
+        inputs = [s.prepare_frame(f) for s, f in zip(self.sessions, frames)]
         sizes = {tuple(fi.x.shape[-2:]) for fi in inputs}
         if len(sizes) != 1:
             raise InputError(f"streams of one batch need the same model input size, got {sorted(sizes)}")
-        queries = [s._queries() for s in self.sessions]
+        queries = [s.track_queries() for s in self.sessions]
         ns = [len(ids) for ids, _ in queries]
         n, s0 = max(ns), self.sessions[0]
         B, P = len(self.sessions), queries[0][1].shape[1]
@@ -61,12 +61,12 @@ class SessionBatch:
         hist = torch.zeros(B, n, P, dtype=s0.dtype, device=s0.device)
         for b, ((ib, hb), nb) in enumerate(zip(queries, ns)):
             ids[b, :nb], active[b, :nb], hist[b, :nb] = ib.to(s0.device), True, hb
-        old = [s._state for s in self.sessions]
+        old = [s.stream_state for s in self.sessions]
         pred, new = self.model.step(torch.cat([fi.x for fi in inputs]), StreamState.cat(old), ids, active, hist)
         out = []
         for b, (s, fi, nb, st) in enumerate(zip(self.sessions, inputs, ns, new.split())):
             st.t = old[b].t + 1
-            s._state = st
+            s.stream_state = st
             keep = torch.cat([torch.arange(nb), torch.arange(n, pred.final_masks.shape[1])])
-            out.append(s._finish(fi, pred.final_masks[b, keep], pred.final_embs[b, keep]))
+            out.append(s.finish_frame(fi, pred.final_masks[b, keep], pred.final_embs[b, keep]))
         return out

@@ -43,8 +43,8 @@ def _resize(t: torch.Tensor, size) -> torch.Tensor:
 
 
 @dataclass
-class _FrameInput:
-    """One frame between :meth:`Session._prepare` and :meth:`Session._finish`.
+class FrameInput:
+    """One frame between :meth:`Session.prepare_frame` and :meth:`Session.finish_frame`.
 
     Attributes:
         k: 0-based frame index; size: (H, W) of the frame; x: (1, 3, Hm, Wm) model input in [0, 1].
@@ -86,8 +86,8 @@ class Session:
             candidate is chosen), continuing from the weights adapted so far; :meth:`reset` returns to
             ``model``'s weights. ``model`` itself is never modified; the streaming state stays the same size.
 
-    The session is made of: the network's :class:`~ausm.model.ausm.StreamState` (X_{t-1}, Mamba states),
-    the :class:`~ausm.inference.objects.ObjectTable` ``objects`` (ID vectors, history masks, class
+    The session is made of: the network's :class:`~ausm.model.ausm.StreamState` ``stream_state``
+    (X_{t-1}, Mamba states; None before the first frame), the :class:`~ausm.inference.objects.ObjectTable` ``objects`` (ID vectors, history masks, class
     scores) and the :class:`~ausm.inference.prompting.PromptQueue` ``pending``.
     """
 
@@ -120,7 +120,7 @@ class Session:
         K = self.model.class_heads[self.class_head].out_features - 1
         self.objects = ObjectTable(self.cfg.num_ids, K, self._seed)
         self.pending = PromptQueue()
-        self._state: StreamState | None = None
+        self.stream_state: StreamState | None = None
         self._frame_size: tuple[int, int] | None = None
         self._input_size: tuple[int, int] | None = None
         self._frame_idx = 0
@@ -159,7 +159,7 @@ class Session:
 
     def state_nbytes(self) -> int:
         """Bytes of the streaming state: network state + object table (constant over time)."""
-        return self.objects.nbytes() + (self._state.nbytes() if self._state is not None else 0)
+        return self.objects.nbytes() + (self.stream_state.nbytes() if self.stream_state is not None else 0)
 
     # -- snapshots ----------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -222,7 +222,7 @@ class Session:
     # -- helpers ------------------------------------------------------------------------------
     def _grid_mask(self, m: torch.Tensor) -> torch.Tensor:
         """(k, Hm, Wm) binary masks at the model input → (k, h·w) area-averaged history masks."""
-        return AUSMModel.history_masks_from_images(m.float(), self._state.hw).to(self.dtype)
+        return AUSMModel.history_masks_from_images(m.float(), self.stream_state.hw).to(self.dtype)
 
     def _prompt_to_input(self, m: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(m).float()[None, None]
@@ -233,11 +233,11 @@ class Session:
         self._frame_size = (H, W)
         self._input_size = self.model.input_size(H, W)
         hw = (self._input_size[0] // 8, self._input_size[1] // 8)
-        self._state = self.model.init_state(1, hw, device=self.device, dtype=self.dtype)
+        self.stream_state = self.model.init_state(1, hw, device=self.device, dtype=self.dtype)
         self.objects.init_history(hw[0] * hw[1], self.device, self.dtype)
 
     # -- main loop ----------------------------------------------------------------------------
-    def _prepare(self, frame) -> _FrameInput:
+    def prepare_frame(self, frame) -> FrameInput:
         """Checks (before any state changes), the model input and this frame's prompts; on frame 0 the
         mask prompts enter M_0 (prompted Algorithm 1: A_0 = Sampler(B, |y_0|))."""
         check_frame_pixels(frame)
@@ -258,7 +258,7 @@ class Session:
         x = F.interpolate(img, size=self._input_size, mode="bilinear", align_corners=False,
                           antialias=True).to(self.device, self.dtype).clamp(0, 1)
         masks, geo = self.pending.pop(k)
-        fi = _FrameInput(k=k, size=(H, W), x=x, masks=masks, geo=geo, new_prompted=new_prompted,
+        fi = FrameInput(k=k, size=(H, W), x=x, masks=masks, geo=geo, new_prompted=new_prompted,
                          masks_in={o: self._prompt_to_input(m) for o, m in masks.items()})
         if k == 0:
             for o, m in fi.masks_in.items():
@@ -285,16 +285,16 @@ class Session:
             masks = {o: m for o, m in self.pending.at(self._frame_idx).items() if isinstance(m, np.ndarray)}
             if masks:
                 self._adapt(frame, masks)
-        fi = self._prepare(frame)
-        ids, hist = self._queries()
+        fi = self.prepare_frame(frame)
+        ids, hist = self.track_queries()
         active = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
-        pred, self._state = self.model.step(fi.x, self._state, ids[None], active, hist[None])
-        result = self._finish(fi, pred.final_masks[0], pred.final_embs[0])
+        pred, self.stream_state = self.model.step(fi.x, self.stream_state, ids[None], active, hist[None])
+        result = self.finish_frame(fi, pred.final_masks[0], pred.final_embs[0])
         if self.adapt is not None and fi.geo:  # box / point prompts: adapt to the chosen masks
             self._adapt(frame, {o: fi.masks[o] for o in fi.geo})
         return result
 
-    def _queries(self) -> tuple[torch.Tensor, torch.Tensor]:
+    def track_queries(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The track queries of this frame: ((n,) rows of B, (n, h·w) history masks M_{t-1})."""
         n = self.objects.n
         return self.objects.id_index[:n].to(self.device), self.objects.hist[:n]
@@ -307,7 +307,7 @@ class Session:
         with torch.inference_mode(False), torch.enable_grad():
             self.model = self.adapt(self.model, np.asarray(frame), masks)
 
-    def _finish(self, fi: _FrameInput, masks: torch.Tensor, embs: torch.Tensor) -> FrameResult:
+    def finish_frame(self, fi: FrameInput, masks: torch.Tensor, embs: torch.Tensor) -> FrameResult:
         """Turn the network's outputs for this stream (masks (n + N_det, H4, W4) logits, embs
         (n + N_det, D)) into the frame's result and the history of the next frame (Algorithm 1's loop
         body after the network call)."""
@@ -327,7 +327,7 @@ class Session:
         m_in, out, scores, cls_rows = self._apply_prompts(fi, m_in, out, scores, cls_rows, cls_prob)
         return self._compose_result(fi, m_in, out, scores, cls_rows)
 
-    def _resolve_geometric(self, fi: _FrameInput, logits: torch.Tensor, fg: torch.Tensor) -> set[int]:
+    def _resolve_geometric(self, fi: FrameInput, logits: torch.Tensor, fg: torch.Tensor) -> set[int]:
         """Box / point prompts pick among the model's own candidates on this frame
         (:func:`~ausm.inference.prompting.resolve_geometric`); the chosen mask becomes the object's
         prompt mask. Returns the detection queries (0-based among the detections) they took."""
@@ -342,7 +342,7 @@ class Session:
             fi.masks_in[o] = m_sel.to(self.device).float()
         return {q - n for q in fi.geo_query.values() if q is not None and q >= n}
 
-    def _admit_detections(self, fi: _FrameInput, fg_det: torch.Tensor, det_logits: torch.Tensor,
+    def _admit_detections(self, fi: FrameInput, fg_det: torch.Tensor, det_logits: torch.Tensor,
                           taken: set[int]) -> list[int]:
         """New tracks from the detection queries (:meth:`ObjectTable.admit`); this frame's new prompted
         objects keep their IDs, pending prompts their client ids."""
@@ -352,7 +352,7 @@ class Session:
         fi.new_ids.extend(ids)
         return keep
 
-    def _apply_prompts(self, fi: _FrameInput, m_in, out, scores, cls_rows, cls_prob):
+    def _apply_prompts(self, fi: FrameInput, m_in, out, scores, cls_rows, cls_prob):
         """Prompted masks override the predictions on their frame (output and history); objects
         prompted first on a later frame get a slot now (spec §3 [D]).
 
@@ -378,7 +378,7 @@ class Session:
             scores[s] = 1.0
         return m_in, out, scores, cls_rows
 
-    def _compose_result(self, fi: _FrameInput, m_in, out, scores, cls_rows) -> FrameResult:
+    def _compose_result(self, fi: FrameInput, m_in, out, scores, cls_rows) -> FrameResult:
         """Store the history M_k, update the class scores, and build the frame's :class:`FrameResult`
         (index mask: per pixel the most probable object among those above 0.5, spec §7)."""
         n_all = self.objects.n

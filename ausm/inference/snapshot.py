@@ -30,7 +30,7 @@ def session_state(session) -> dict:
     tensors = session.objects.state_tensors()
     pending, pending_tensors = session.pending.state()
     tensors.update(pending_tensors)
-    st = session._state
+    st = session.stream_state
     if st is not None:
         tensors.update(st.to_tensors())
     meta = {
@@ -69,7 +69,7 @@ def restore_session(session, state: dict) -> None:
         session.prompt_sources = {(int(f), int(o)): str(how) for f, o, how in meta["prompt_sources"]}
         session.pending.load(meta["pending"], tensors)
         if started:
-            session._state = _stream_state(session, tensors, meta, version)
+            session.stream_state = _stream_state(session, tensors, meta, version)
             session._frame_size = tuple(int(v) for v in meta["frame_size"])
             session._input_size = tuple(int(v) for v in meta["input_size"])
     except KeyError as e:
