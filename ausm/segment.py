@@ -458,6 +458,12 @@ def _segment_options(args):
         raise InputError(f"--max-frames must be >= 1, got {args.max_frames}")
     if args.snapshot_every < 0:
         raise InputError(f"--snapshot-every must be >= 0 (0: no snapshots), got {args.snapshot_every}")
+    if args.video_id < 1:
+        raise InputError(f"--video-id must be >= 1 (YouTube-VIS video ids are positive), got {args.video_id}")
+    if args.stream_timeout is not None and not args.stream_timeout > 0:
+        raise InputError(f"--stream-timeout must be > 0 seconds, got {args.stream_timeout:g}")
+    if args.finetune < 0:
+        raise InputError(f"--finetune must be >= 0 steps (0: off), got {args.finetune}")
     return formats, geo, masks, inputs
 
 

@@ -41,18 +41,18 @@ def _png_with_header(path: Path, w: int, h: int) -> None:
 
 @pytest.fixture
 def ws(tmp_path, small_ckpt) -> Path:
-    """A workspace: ``frames/`` (3 PNG frames), ``jpg/`` (3 JPEG frames), ``prompt.png``, ``soft.png``
-    (a 0/255 mask), ``ck/`` (a checkpoint), ``bomb/`` (frames whose header declares 100000²),
+    """A workspace: ``frames/`` (3 PNG frames), ``jpg/`` (3 JPEG frames), ``prompt.png``, ``mixed/`` (frames of different sizes), ``ck/`` (a checkpoint), ``bomb/`` (frames whose header declares 100000²),
     ``mismatch/`` (a checkpoint whose config does not fit its tensors), ``gt/`` + ``res.json`` (a
     YouTube-VIS ground truth and results), ``list.json`` (a top-level JSON list)."""
     rng = np.random.default_rng(0)
-    for sub in ("frames", "jpg", "bomb"):
+    for sub in ("frames", "jpg", "bomb", "mixed"):
         (tmp_path / sub).mkdir()
     for k in range(3):
         img = Image.fromarray(rng.integers(0, 256, (H, W, 3), dtype=np.uint8))
         img.save(tmp_path / "frames" / f"{k:05d}.png")
         img.save(tmp_path / "jpg" / f"{k:05d}.jpg")
         _png_with_header(tmp_path / "bomb" / f"{k:05d}.png", 100_000, 100_000)
+        Image.fromarray(rng.integers(0, 256, (H - 8 * k, W, 3), dtype=np.uint8)).save(tmp_path / "mixed" / f"{k:05d}.png")
     m = np.zeros((H, W), np.uint8)
     m[10:30, 20:50] = 1
     save_index_png(tmp_path / "prompt.png", m)
@@ -106,6 +106,14 @@ CASES = [
     ("point-without-a-positive", _seg("frames", "--prompt-point", "10,10,0", "--out", "OUT"), None, 2,
      ["positive"]),
     ("degenerate-box", _seg("frames", "--prompt-box", "30,30,10,40", "--out", "OUT"), None, 2, ["x1 > x0"]),
+    ("video-id-zero", _seg("frames", "--prompt", "prompt.png", "--out", "OUT", "--video-id", "0"), None, 2,
+     ["--video-id", ">= 1"]),
+    ("negative-stream-timeout", _seg("frames", "--prompt", "prompt.png", "--out", "OUT", "--stream-timeout", "-1"),
+     None, 2, ["--stream-timeout", "> 0"]),
+    ("negative-finetune", _seg("frames", "--prompt", "prompt.png", "--out", "OUT", "--finetune", "-3"), None, 2,
+     ["--finetune", ">= 0"]),
+    ("colour-prompt-image", _seg("frames", "--prompt", "jpg/00000.jpg", "--out", "OUT"), None, 2, ["colour"]),
+    ("inconsistent-frame-sizes", _seg("mixed", "--unprompted", "--out", "OUT"), None, 2, ["inconsistent sizes"]),
     # -- training configs are type-checked before anything is written
     ("train-steps-not-an-integer", ["train", "davis_root=x", "out=TOUT", 'steps="many"'], None, 3, ["steps", "integer"]),
     ("train-lr-not-a-number", ["train", "davis_root=x", "out=TOUT", "lr=abc"], None, 3, ["lr", "number"]),
@@ -114,6 +122,7 @@ CASES = [
     ("train-bool-as-string", ["train", "davis_root=x", "out=TOUT", 'exhaustive="yes"'], None, 3,
      ["exhaustive", "true or false"]),
     ("train-top-level-list", ["train", "list.json", "out=TOUT"], None, 3, ["JSON object"]),
+    ("train-resume-without-state", ["train", "davis_root=x", "out=TOUT", "--resume"], None, 4, ["trainer_state.pt"]),
     ("train-unknown-option", ["train", "davis_root=x", "out=TOUT", "stpes=3"], None, 3, ["unknown training option"]),
     # -- malformed YouTube-VIS results: exit 2 naming the video and the field
     ("ytvis-nan-score", ["eval", "ytvis", "--gt", "gt.json", "--pred", "res.json"], _res(score=float("nan")), 2,

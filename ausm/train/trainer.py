@@ -427,6 +427,8 @@ def _train(tc: TrainConfig, resume: bool, rank: int, world: int, device: torch.d
     if tc.threads:
         torch.set_num_threads(tc.threads)
     run = _Run(tc, rank, world, device, Path(tc.out), fault=_fault_plan(rank))
+    if resume and not (run.out / "trainer_state.pt").exists():  # before anything is written to OUT
+        raise CheckpointError(f"--resume: no trainer_state.pt in {run.out}")
     fh = _open_train_log(run.out) if run.is_main else None
     try:
         _setup_run(run, resume)
