@@ -120,3 +120,21 @@ def test_huge_images_are_refused_from_their_header(w, h, word, tmp_path, capsys)
         err = capsys.readouterr().err
         assert rc == 2 and err.count("error:") == 1 and word in err, err
         assert not (tmp_path / "out").exists()
+
+
+def test_api_edge_cases_are_input_errors(small_model):
+    """Empty frames, negative prompt frames and malformed session states: one InputError each, never
+    a ZeroDivisionError / TypeError from deep inside (issue #15)."""
+    s = Session(small_model)
+    with pytest.raises(InputError, match="empty"):
+        s.step(np.zeros((0, 0, 3), np.uint8))
+    with pytest.raises(InputError, match="empty"):
+        s.step(torch.zeros(3, 0, 8))
+    m = np.zeros((48, 80), bool)
+    m[5:20, 5:30] = True
+    with pytest.raises(InputError, match=">= 0"):
+        s.add_prompt(-1, 1, m)
+    for bad in ("garbage", {"meta": [], "tensors": {}}, {"meta": {"version": 2, "num_ids": "x"}, "tensors": {}}):
+        with pytest.raises(InputError, match="session state"):
+            Session(small_model).load_state_dict(bad)
+    assert s.frame_idx == 0 and s.obj_ids == []  # nothing half-registered

@@ -202,8 +202,8 @@ class Session:
             InputError: past frame, bad id, not exactly one prompt kind, empty mask, wrong size, a
                 degenerate box, points without a positive one, a box or point outside the frame.
         """
-        if not isinstance(frame_idx, (int, np.integer)) or isinstance(frame_idx, bool):
-            raise InputError(f"frame_idx must be an integer, got {frame_idx!r}")
+        if not isinstance(frame_idx, (int, np.integer)) or isinstance(frame_idx, bool) or frame_idx < 0:
+            raise InputError(f"frame_idx must be an integer >= 0, got {frame_idx!r}")
         if frame_idx < self._frame_idx:
             raise InputError(f"frame {frame_idx} was already processed (next frame is {self._frame_idx})")
         entry = make_prompt(obj_id, mask, box, points, labels, frame_size=self._frame_size, frame_idx=frame_idx)

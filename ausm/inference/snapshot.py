@@ -54,6 +54,10 @@ def restore_session(session, state: dict) -> None:
     Raises:
         InputError: the state is incomplete, of an unknown version, or belongs to a model of another shape.
     """
+    if not isinstance(state, dict) or not isinstance(state.get("meta", {}), dict) \
+            or not isinstance(state.get("tensors", {}), dict):
+        raise InputError(f"not a session state: expected {{'tensors': {{...}}, 'meta': {{...}}}}, got "
+                         f"{type(state).__name__}")
     try:
         meta, tensors = state["meta"], state["tensors"]
         version = _check_owner(session, meta)
@@ -78,6 +82,9 @@ def restore_session(session, state: dict) -> None:
     except InputError:
         session.reset()
         raise
+    except (TypeError, ValueError, AttributeError, RuntimeError) as e:  # fields of the wrong type or shape
+        session.reset()
+        raise InputError(f"malformed session state: {type(e).__name__}: {e}") from e
 
 
 def _check_owner(session, meta: dict) -> int:

@@ -56,6 +56,8 @@ def frame_to_tensor(frame) -> torch.Tensor:
     Raises:
         InputError: another type, shape or dtype; floats outside [0, 1]; non-finite pixels.
     """
+    if isinstance(frame, (np.ndarray, torch.Tensor)) and frame.ndim == 3 and 0 in tuple(frame.shape):
+        raise InputError(f"frame is empty (shape {tuple(frame.shape)})")
     if isinstance(frame, np.ndarray):
         if frame.ndim != 3 or frame.shape[2] != 3:
             raise InputError(f"frame must be (H, W, 3) RGB, got shape {frame.shape}")
