@@ -2,6 +2,8 @@
 (numbers are reported, never asserted as speed targets)."""
 import json
 
+import numpy as np
+
 import pytest
 
 from ausm.cli import main
@@ -95,3 +97,30 @@ def test_vs_sam2_records_and_table(capsys, small_ckpt):
     assert "| p50 ratio (SAM2/ausm) | p99 ratio (SAM2/ausm) | paired ratio first/last third |" in out
     row = [l for l in out.splitlines() if l.startswith("| sam2.1-hiera-tiny | 64x64")]
     assert len(row) == 1 and float(row[0].split("|")[-4]) > 0
+
+
+@needs_sam2
+def test_bench_objects_records_and_table(capsys, small_ckpt):
+    """``ausm bench objects``: one record per (model, count), ausm and SAM2 tracking the same n objects."""
+    assert main(["bench", "objects", "--checkpoint", str(small_ckpt), "--size", "48x80", "--objects", "1,3",
+                 "--frames", "3", "--warmup", "1", "--sam2-side", "64", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    recs = _records(out)
+    assert [(r["model"], r["objects"]) for r in recs] == [("ausm", 1), ("sam2", 1), ("ausm", 3), ("sam2", 3)]
+    for r in recs:
+        assert r["bench"] == "objects" and r["measured_frames"] == 2 and r["p99_ms"] >= r["p50_ms"] > 0
+    assert recs[0]["ratio_to_1"] == 1.0 and recs[2]["ratio_to_1"] == recs[2]["p50_ms"] / recs[0]["p50_ms"]
+    assert recs[1]["sam2_internal"] == "64x64"
+    assert "| objects | ausm p50 ms | ausm ×1 | SAM2 p50 ms | SAM2 ×1 | SAM2 / ausm |" in out
+
+
+def test_bench_objects_counts_and_masks():
+    from ausm.errors import InputError
+    from ausm.speed.objects import object_masks, parse_counts
+
+    assert parse_counts("4,1,max", 8) == [1, 4, 8]
+    with pytest.raises(InputError, match="ID capacity"):
+        parse_counts("9", 8)
+    masks = object_masks(5, (48, 80))
+    assert len(masks) == 5 and all(m.any() for m in masks)
+    assert int(np.sum(masks, 0).max()) == 1  # no two objects overlap

@@ -26,6 +26,11 @@ def cmd_bench(args) -> int:
         run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
             internal_short_side=args.internal_short_side, video=args.video, device=str(resolve_device(args.device)),
             compile=args.compile, vs=args.vs)
+    elif args.bench_command == "objects":
+        from .objects import run
+
+        run(objects=args.objects, size=args.size, frames=args.frames, warmup=args.warmup, checkpoint=args.checkpoint,
+            sam2_side=args.sam2_side, sam2=not args.no_sam2, device=str(resolve_device(args.device)), seed=args.seed)
     elif args.bench_command == "vs-sam2":
         from .vs_sam2 import have_sam2, run
 
@@ -75,7 +80,18 @@ def add_bench_parser(sub) -> None:
     vs.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved",
                     help="interleaved: every model steps frame t before any steps t+1; sequential: one after another")
     vs.add_argument("--seed", type=int, default=0)
-    for b_ in (ts, st, vs):
+    ob = bsub.add_parser("objects", help="per-frame latency against the number of tracked objects, ausm and SAM2 "
+                                         "interleaved in one run")
+    ob.add_argument("--objects", default="1,2,4,8,16,32", help="comma-separated object counts ('max' = ID capacity)")
+    ob.add_argument("--size", default="480p", help="frame size: 240p | 360p | 480p | 720p | 1080p | HxW")
+    ob.add_argument("--frames", type=int, default=10, help="frames streamed per (model, count), warm-up included")
+    ob.add_argument("--warmup", type=int, default=3)
+    ob.add_argument("--checkpoint", default=None, help="ausm checkpoint (default: ausm-lite)")
+    ob.add_argument("--sam2-side", default="auto", help="SAM2 square input side: pixels, 'default' (1024) or "
+                                                        "'auto' (the pixel count of ausm's input)")
+    ob.add_argument("--no-sam2", action="store_true", help="measure ausm alone")
+    ob.add_argument("--seed", type=int, default=0)
+    for b_ in (ts, st, vs, ob):
         b_.add_argument("--device", default="cpu")
         b_.add_argument("--threads", type=int, default=0)
     bench.set_defaults(func=cmd_bench)

@@ -182,7 +182,8 @@ def sam2_config(side: int = SAM2_DEFAULT_SIZE):
 
 
 class Sam2Stream:
-    """One SAM2 streaming session over a random-weight Hiera-tiny model at ``side x side``."""
+    """One SAM2 streaming session over a random-weight Hiera-tiny model at ``side x side`` (every
+    prompted object is tracked; ``step`` returns the first object's mask)."""
 
     def __init__(self, side: int, device: torch.device, seed: int = 0):
         from transformers import Sam2VideoInferenceSession, Sam2VideoModel, Sam2VideoProcessor
@@ -215,15 +216,22 @@ class Sam2Stream:
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def add_prompt(self, frame_hw, mask: np.ndarray | None = None, point=None) -> None:
+    def add_prompt(self, frame_hw, mask: np.ndarray | None = None, point=None, obj_id: int = 1) -> None:
         if mask is not None:
-            self.processor.add_inputs_to_inference_session(self.session, frame_idx=0, obj_ids=1,
+            self.processor.add_inputs_to_inference_session(self.session, frame_idx=0, obj_ids=obj_id,
                                                            input_masks=torch.from_numpy(mask))
             self.session.video_height, self.session.video_width = frame_hw
         else:
             self.processor.add_inputs_to_inference_session(
-                self.session, frame_idx=0, obj_ids=1, input_points=[[[[float(point[0]), float(point[1])]]]],
+                self.session, frame_idx=0, obj_ids=obj_id, input_points=[[[[float(point[0]), float(point[1])]]]],
                 input_labels=[[[1]]], original_size=tuple(frame_hw))
+
+    def add_mask_prompts(self, frame_hw, masks: list[np.ndarray]) -> None:
+        """Objects 1..n by their frame-0 masks (one call: the processor's ``obj_with_new_inputs`` is
+        replaced, not extended, by each call)."""
+        self.processor.add_inputs_to_inference_session(self.session, frame_idx=0, obj_ids=list(range(1, len(masks) + 1)),
+                                                       input_masks=[torch.from_numpy(m) for m in masks])
+        self.session.video_height, self.session.video_width = frame_hw
 
     def _pixels(self, frame: np.ndarray) -> torch.Tensor:
         if self.preprocess_route == "Sam2VideoProcessor":
@@ -249,7 +257,7 @@ class Sam2Stream:
 
 
 class AusmStream:
-    """An :class:`ausm.inference.Session` tracking one prompted object (no new detections)."""
+    """An :class:`ausm.inference.Session` tracking the prompted objects (no new detections)."""
 
     def __init__(self, model):
         from ..inference.session import Session
@@ -261,11 +269,16 @@ class AusmStream:
     def params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
-    def add_prompt(self, frame_hw, mask: np.ndarray | None = None, point=None) -> None:
+    def add_prompt(self, frame_hw, mask: np.ndarray | None = None, point=None, obj_id: int = 1) -> None:
         if mask is not None:
-            self.session.add_prompt(0, 1, mask)
+            self.session.add_prompt(0, obj_id, mask)
         else:
-            self.session.add_prompt(0, 1, points=np.asarray([point], dtype=np.float64))
+            self.session.add_prompt(0, obj_id, points=np.asarray([point], dtype=np.float64))
+
+    def add_mask_prompts(self, frame_hw, masks: list[np.ndarray]) -> None:
+        """Objects 1..n by their frame-0 masks."""
+        for o, m in enumerate(masks, start=1):
+            self.session.add_prompt(0, o, m)
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         res = self.session.step(frame)
