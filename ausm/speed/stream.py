@@ -9,8 +9,9 @@ import numpy as np
 import torch
 
 from ..checkpoint import load_model
+from ..device import default_dtype
 from ..inference.session import Session
-from . import count_flops, current_rss_mb, emit, machine_info, markdown_table, peak_rss_mb, percentile
+from . import count_flops, current_rss_mb, emit, machine_info, markdown_table, peak_rss_mb, percentile, sync
 
 SIZES = {"240p": (240, 427), "360p": (360, 640), "480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}
 
@@ -64,7 +65,8 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
     ``vs``: other checkpoints measured in the same run, **interleaved** frame by frame with the first
     (model A frame t, model B frame t, ...) so that every model sees the same machine conditions; each
     report row names its ``model`` and carries ``fps_ratio`` = its fps / the first model's."""
-    models = [load_model(c, device=device) for c in (checkpoint, *vs)]
+    dev = torch.device(device)
+    models = [load_model(c, device=dev, dtype=default_dtype(dev)) for c in (checkpoint, *vs)]
     for model in models:
         if compile:
             model.compile_modules()
@@ -94,11 +96,13 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
     for t in range(frames):
         f = clip[t % len(clip)]
         for k, session in enumerate(sessions):
+            sync(dev)
             t0 = time.perf_counter()
             if t == 5:
                 fl[k] = flops_per_frame(session, f)
             else:
                 session.step(f)
+            sync(dev)
             lat[k].append(time.perf_counter() - t0)
             if t == 0:
                 first[k] = lat[k][0]
@@ -115,7 +119,9 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
                        "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(), "flops_per_frame": fl[k],
                        "gflops_achieved": (fl[k] or 0) / p50 / 1e9, "matmul_peak_gflops": peak,
                        "first_frame_s": first[k], "compiled": bool(compile), "interleaved_with": len(models) - 1,
-                       "dtype": str(next(model.parameters()).dtype).replace("torch.", ""), **info}
+                       "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                       "cuda_max_memory_allocated": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
+                       **info}
                 emit(rec)
                 rows.append(rec)
     print(markdown_table(rows, ["model", "frames", "input", "internal", "p50_ms", "p99_ms", "fps", "fps_ratio",
