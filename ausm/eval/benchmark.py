@@ -5,6 +5,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ..data.davis import DavisDataset
 from ..errors import InputError
@@ -50,8 +51,10 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     if ft is not None and task != "semi":
         raise InputError("test-time fine-tuning needs the first-frame masks: use it with task='semi'")
     ds = DavisDataset(root, split=split, resolution=resolution, year=year, sequences=sequences)
+    rank, world = shard_info()
     scored = []
-    seqs = tqdm(ds.sequences, desc=f"davis{year} {task}", disable=not progress)
+    seqs = tqdm(ds.sequences[rank::world], desc=f"davis{year} {task}" + (f" rank {rank}/{world}" if world > 1 else ""),
+                disable=not progress)
     for seq in seqs:
         mask_paths = ds.mask_paths(seq)
         gts = [ds.read_mask(p) for p in mask_paths]
@@ -81,6 +84,10 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
         if scored:
             jf = (np.mean([o.j_mean for o in scored]) + np.mean([o.f_mean for o in scored])) / 2
             seqs.set_postfix(JF=f"{jf:.3f}")
+    if world > 1:  # rank 0 scores every sequence, in the order of a single-process run
+        scored = gather_to_rank0(scored, ds.sequences, rank, world)
+        if rank != 0:
+            return {"rank": rank, "world_size": world}
     summary = summarize(scored)
     result = {k: summary[k] for k in ("J&F-Mean", "J-Mean", "J-Recall", "J-Decay", "F-Mean", "F-Recall", "F-Decay")}
     result.update(task=task, year=year, sequences=len(ds.sequences), num_objects=summary["num_objects"],
@@ -90,6 +97,36 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     if out is not None:
         write_json(Path(out) / "results.json", result)
     return result
+
+
+def shard_info() -> tuple[int, int]:
+    """(rank, world size) of a ``torchrun`` launch (``RANK`` / ``WORLD_SIZE``), starting the process group
+    (gloo on CPU, NCCL when CUDA is available) if needed; (0, 1) in a plain process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return 0, 1
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def gather_to_rank0(scored: list, sequences: list[str], rank: int, world: int) -> list:
+    """Every rank's per-object scores on rank 0, ordered as a single process would produce them (rank r
+    took ``sequences[r::world]``), so that the means are summed in the same order: the sharded result
+    equals the single-process one exactly. Other ranks get ``[]``."""
+    import torch.distributed as dist
+
+    parts = [None] * world if rank == 0 else None
+    dist.gather_object(scored, parts, dst=0)
+    if rank != 0:
+        return []
+    by_seq: dict[str, list] = {}
+    for part in parts:
+        for o in part:
+            by_seq.setdefault(o.sequence, []).append(o)
+    return [o for seq in sequences for o in by_seq.get(seq, [])]
 
 
 def _zip_folder(folder: Path, zip_path: Path, arc_root: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -102,13 +103,16 @@ def cmd_benchmark(args) -> int:
     from ..checkpoint import load_model
     from .benchmark import benchmark_davis, benchmark_vis, benchmark_vos
 
-    model = load_model(args.checkpoint, device=resolve_device(args.device))
+    local = os.environ.get("LOCAL_RANK")  # torchrun: one device per rank; the videos are sharded
+    model = load_model(args.checkpoint, device=resolve_device(args.device, int(local) if local else None))
     ds = args.dataset
     if ds in ("davis2016", "davis2017"):
         year = 2016 if ds == "davis2016" else 2017
         res = benchmark_davis(model, args.root, split=args.split, resolution=args.resolution, year=year,
                               task=args.task, out=args.out, progress=not args.quiet, replay=args.replay,
                               finetune=args.finetune)
+        if "J&F-Mean" not in res:  # a rank other than 0 of a sharded run: rank 0 reports
+            return 0
         print(json.dumps({k: v for k, v in res.items() if k not in ("per_object", "objects")}))
         print(f"J&F-Mean {100 * res['J&F-Mean']:.1f}  J-Mean {100 * res['J-Mean']:.1f}  "
               f"F-Mean {100 * res['F-Mean']:.1f}  over {len(res['per_object'])} objects ({args.task})")
