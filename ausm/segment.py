@@ -463,7 +463,7 @@ def _segment_options(args):
     if args.stream_timeout is not None and not args.stream_timeout > 0:
         raise InputError(f"--stream-timeout must be > 0 seconds, got {args.stream_timeout:g}")
     if args.finetune < 0:
-        raise InputError(f"--finetune must be >= 0 steps (0: off), got {args.finetune}")
+        raise InputError(f"--finetune needs steps >= 0 (0: off), got {args.finetune}")
     return formats, geo, masks, inputs
 
 

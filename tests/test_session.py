@@ -466,3 +466,16 @@ def test_session_batch_equals_separate_sessions(small_model, frames):
     assert batch.state_nbytes() == sum(s.state_nbytes() for s in alone)
     with pytest.raises(InputError, match="frames for"):
         batch.step(frames[:2])
+
+
+def test_index_mask_equals_argmax_of_positive_logits():
+    """results.index_mask (one contiguous pass per object) == argmax over objects among positive logits,
+    ties to the first object, 0 where no logit is positive (spec §7)."""
+    from ausm.inference.results import index_mask
+
+    g = torch.Generator().manual_seed(0)
+    for n in (0, 1, 2, 7):
+        lg = torch.randint(-3, 4, (n, 19, 23), generator=g).float()  # integer logits: many ties
+        ids = torch.arange(5, 5 + n)
+        want = torch.where((lg > 0).any(0), ids[lg.argmax(0)], 0) if n else torch.zeros(19, 23, dtype=torch.long)
+        assert torch.equal(index_mask(lg, ids), want), n

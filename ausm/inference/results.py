@@ -8,7 +8,10 @@ import torch
 
 from .prompting import box_of
 
-__all__ = ["FrameResult"]
+__all__ = ["FrameResult", "index_mask", "PROMPT_LOGIT"]
+
+#: The logit a prompted mask stands for on its frame (inside: +, outside: −): above any prediction.
+PROMPT_LOGIT = 1e4
 
 
 @dataclass
@@ -47,3 +50,29 @@ class FrameResult:
         if len(self.masks) == 0:
             return np.zeros((0, 4), np.float32)
         return box_of(torch.from_numpy(self.masks)).numpy().astype(np.float32)
+
+
+def index_mask(logits: torch.Tensor, obj_ids: torch.Tensor) -> torch.Tensor:
+    """The VOS index mask (spec §7): per pixel the object with the highest mask logit among those with a
+    positive logit (probability > 0.5), else 0; ties go to the first object in track order.
+
+    Args:
+        logits: (n, H, W) float mask logits at the frame resolution (n may be 0).
+        obj_ids: (n,) int64 client ids, on the same device.
+
+    Returns:
+        (H, W) int64.
+
+    One pass per object with contiguous element-wise ops: ``argmax`` over the object axis of an
+    (n, H, W) tensor is a strided reduction, ~7 ms per object at 480p on a CPU core (measured, issue #16).
+    """
+    n, H, W = logits.shape
+    if n == 0:
+        return torch.zeros(H, W, dtype=torch.long, device=logits.device)
+    best = logits[0].clone()
+    idx = torch.zeros(H, W, dtype=torch.long, device=logits.device)
+    for i in range(1, n):
+        upd = logits[i] > best
+        idx.masked_fill_(upd, i)
+        torch.maximum(best, logits[i], out=best)
+    return torch.where(best > 0, obj_ids[idx], torch.zeros_like(idx))

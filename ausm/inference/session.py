@@ -32,7 +32,7 @@ from ..io.inputs import check_frame_pixels, frame_to_tensor
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 from .objects import ObjectTable
 from .prompting import GeometricPrompt, PromptQueue, make_prompt, resolve_geometric
-from .results import FrameResult
+from .results import PROMPT_LOGIT, FrameResult, index_mask
 
 
 def _resize(t: torch.Tensor, size) -> torch.Tensor:
@@ -323,7 +323,7 @@ class Session:
         scores = torch.cat([fg[:n], fg[n:][keep.to(fg.device)]], 0)
         cls_rows = torch.cat([cls_prob[:n], cls_prob[n:][keep]], 0)
         m_in = (_resize(trk_logits, self._input_size) > 0).float()  # history M_k at the model input
-        out = _resize(trk_logits, fi.size).sigmoid()  # probabilities at the frame resolution
+        out = _resize(trk_logits, fi.size)  # logits at the frame resolution (no sigmoid: > 0 ⇔ p > 0.5)
         m_in, out, scores, cls_rows = self._apply_prompts(fi, m_in, out, scores, cls_rows, cls_prob)
         return self._compose_result(fi, m_in, out, scores, cls_rows)
 
@@ -356,7 +356,7 @@ class Session:
         """Prompted masks override the predictions on their frame (output and history); objects
         prompted first on a later frame get a slot now (spec §3 [D]).
 
-        Args / returns: m_in (n, Hm, Wm) history masks, out (n, H, W) probabilities, scores (n,),
+        Args / returns: m_in (n, Hm, Wm) history masks, out (n, H, W) logits, scores (n,),
         cls_rows (n, K) with n growing by the new prompted objects; cls_prob (Q, K) of every query.
         """
         objs = self.obj_ids
@@ -374,23 +374,18 @@ class Session:
                 row = cls_prob[q:q + 1] if q is not None else cls_prob.new_zeros(1, cls_prob.shape[1])
                 cls_rows = torch.cat([cls_rows, row], 0)
             m_in[s] = m
-            out[s] = torch.from_numpy(fi.masks[o]).to(out)
+            out[s] = torch.where(torch.from_numpy(fi.masks[o]).to(out.device), PROMPT_LOGIT, -PROMPT_LOGIT)
             scores[s] = 1.0
         return m_in, out, scores, cls_rows
 
     def _compose_result(self, fi: FrameInput, m_in, out, scores, cls_rows) -> FrameResult:
         """Store the history M_k, update the class scores, and build the frame's :class:`FrameResult`
-        (index mask: per pixel the most probable object among those above 0.5, spec §7)."""
+        (index mask: :func:`~ausm.inference.results.index_mask`, spec §7)."""
         n_all = self.objects.n
-        H, W = fi.size
         if n_all:
             self.objects.hist[:n_all] = self._grid_mask(m_in)
-        masks = out > 0.5
-        if n_all:
-            best = out.argmax(0)
-            idx = torch.where(masks.any(0), self.objects.obj[:n_all].to(best.device)[best], torch.zeros_like(best))
-        else:
-            idx = torch.zeros(H, W, dtype=torch.long)
+        masks = out > 0
+        idx = index_mask(out, self.objects.obj[:n_all].to(out.device))
         self._frame_idx += 1
         cls_score, cls_id = self.objects.update_class_scores(cls_rows)
         return FrameResult(frame_idx=fi.k, obj_ids=self.obj_ids,
