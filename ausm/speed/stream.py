@@ -11,7 +11,7 @@ import torch
 from ..checkpoint import load_model
 from ..device import default_dtype
 from ..inference.session import Session
-from . import count_flops, current_rss_mb, emit, machine_info, markdown_table, peak_rss_mb, percentile, sync
+from . import count_flops, current_rss_mb, emit, machine_info, markdown_table, peak_rss_mb, sync
 
 SIZES = {"240p": (240, 427), "360p": (360, 640), "480p": (480, 854), "720p": (720, 1280), "1080p": (1080, 1920)}
 
@@ -89,7 +89,7 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
     info = machine_info()
     peak = matmul_peak_gflops()
     fl = [None] * len(models)
-    lat = [[] for _ in models]
+    lat = [np.zeros(frames) for _ in models]  # preallocated: the benchmark itself must not grow (soak runs)
     first = [0.0] * len(models)
     rows = []
     marks = sorted(c for c in checkpoints if c <= frames) or [frames]
@@ -103,20 +103,21 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
             else:
                 session.step(f)
             sync(dev)
-            lat[k].append(time.perf_counter() - t0)
+            lat[k][t] = time.perf_counter() - t0
             if t == 0:
                 first[k] = lat[k][0]
         if t + 1 in marks:
             base_fps = None
+            rss = current_rss_mb()  # before any statistics are computed
             for k, (model, session) in enumerate(zip(models, sessions)):
-                window = lat[k][min(5, len(lat[k]) - 1):]
-                p50, p99 = percentile(window, 0.5), percentile(window, 0.99)
+                window = lat[k][min(5, t):t + 1]
+                p50, p99 = (float(v) for v in np.percentile(window, [50, 99]))  # linear, as speed.percentile
                 base_fps = base_fps or 1.0 / p50
                 rec = {"bench": "stream", "model": labels[k], "frames": t + 1, "input": f"{H}x{W}",
                        "internal": "x".join(map(str, model.input_size(H, W))), "p50_ms": 1e3 * p50,
                        "p99_ms": 1e3 * p99, "fps": 1.0 / p50, "fps_ratio": (1.0 / p50) / base_fps,
                        "state_nbytes": session.state_nbytes(),
-                       "rss_mb": current_rss_mb(), "peak_rss_mb": peak_rss_mb(), "flops_per_frame": fl[k],
+                       "rss_mb": rss, "peak_rss_mb": peak_rss_mb(), "flops_per_frame": fl[k],
                        "gflops_achieved": (fl[k] or 0) / p50 / 1e9, "matmul_peak_gflops": peak,
                        "first_frame_s": first[k], "compiled": bool(compile), "interleaved_with": len(models) - 1,
                        "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
