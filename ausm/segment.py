@@ -591,12 +591,12 @@ def _open_work_folder(out: Path, partial, snapshot) -> Path:
     ``OUT/.ausm-partial/`` or a fresh temporary ``.OUT.partial-*`` beside ``out``."""
     from .io.atomic import apply_umask
 
+    _remove_stale_partials(out)  # what a killed (kill -9) earlier run into this --out left beside it
     if partial is not None:
         if snapshot is None:
             partial.clear()  # an earlier run's leftovers are replaced (without --resume)
         partial.work.mkdir(parents=True, exist_ok=True)
         return partial.work
-    _remove_stale_partials(out)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     apply_umask(tmp, folder=True)  # it becomes --out
     (tmp / _PID_FILE).write_text(str(os.getpid()))

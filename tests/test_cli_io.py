@@ -589,3 +589,43 @@ def test_errors(capsys, small_ckpt, tmp_path):
     (corrupt / "00001.jpg").write_bytes((JUDO / "00001.jpg").read_bytes()[:5000])  # header intact, data cut
     expect_error(capsys, [good, corrupt, "--unprompted", *ck], "00001.jpg", out)
 
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_killed_live_run_leaves_no_partial_folder(sig, small_ckpt, tmp_path):
+    """A live run (stdin) ended by SIGTERM removes its temporary ``.OUT.partial-*`` at once (exit 143, no
+    --out); one killed by SIGKILL cannot, and the next run into the same --out removes it (issue #15)."""
+    chunks = y4m_chunks(judo_frames(12, scale=4))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "ausm", "segment", "-", "--unprompted", "--out", str(out), "--checkpoint",
+           str(small_ckpt), "--input-option", "probesize=32", "--no-overlay"]
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=subprocess_env())
+    err = bytearray()
+    threading.Thread(target=lambda: [err.extend(c) for c in iter(lambda: p.stderr.read1(4096), b"")],
+                     daemon=True).start()
+    try:
+        p.stdin.write(b"".join(chunks[:4]))
+        p.stdin.flush()
+        deadline = time.time() + 120
+        while not list(tmp_path.glob(".out.partial-*")) or b"0frame" not in err:
+            assert time.time() < deadline and p.poll() is None, err.decode(errors="replace")
+            time.sleep(0.05)
+        p.send_signal(sig)
+        rc = p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    if sig == signal.SIGTERM:
+        assert rc == 143 and not list(tmp_path.glob(".out.partial-*")) and not out.exists()
+        return
+    assert list(tmp_path.glob(".out.partial-*"))  # kill -9 cannot clean up ...
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for k, f in enumerate(judo_frames(3, scale=4)):
+        Image.fromarray(f).save(frames / f"{k:05d}.png")
+    again = subprocess.run([sys.executable, "-m", "ausm", "segment", str(frames), "--unprompted", "--out", str(out),
+                            "--checkpoint", str(small_ckpt), "--no-overlay", "--quiet"], env=subprocess_env(),
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert not list(tmp_path.glob(".out.partial-*")) and out.is_dir()  # ... the next run does
