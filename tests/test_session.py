@@ -479,3 +479,30 @@ def test_index_mask_equals_argmax_of_positive_logits():
         ids = torch.arange(5, 5 + n)
         want = torch.where((lg > 0).any(0), ids[lg.argmax(0)], 0) if n else torch.zeros(19, 23, dtype=torch.long)
         assert torch.equal(index_mask(lg, ids), want), n
+
+
+def test_frame_masks_equal_a_full_resize():
+    """results.frame_masks (each object resized only where its taps are positive) == F.interpolate of
+    every logit map to the frame, > 0, and index_mask — bit for bit, prompt overrides included."""
+    import torch.nn.functional as F
+
+    from ausm.inference.results import PROMPT_LOGIT, frame_masks, index_mask
+
+    rng = np.random.default_rng(0)
+    g = torch.Generator().manual_seed(0)
+    for trial in range(12):
+        n, h, w = int(rng.integers(1, 6)), int(rng.integers(4, 20)), int(rng.integers(4, 30))
+        H, W = int(rng.integers(h, 120)), int(rng.integers(w, 200))
+        low = torch.randn(n, h, w, generator=g) * 3 - (2 if trial % 2 else -1)  # small and large objects
+        ids = torch.arange(7, 7 + n)
+        over = {}
+        if trial % 3 == 0:
+            m = np.zeros((H, W), bool)
+            m[H // 4:H // 2, W // 3:W // 2] = True
+            over[n - 1] = m
+        full = F.interpolate(low[None], size=(H, W), mode="bilinear", align_corners=False)[0]
+        for i, m in over.items():
+            full[i] = torch.where(torch.from_numpy(m), PROMPT_LOGIT, -PROMPT_LOGIT)
+        masks, index = frame_masks(low, (H, W), over, ids)
+        assert torch.equal(masks, full > 0), trial
+        assert torch.equal(index, index_mask(full, ids)), trial

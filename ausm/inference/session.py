@@ -32,7 +32,7 @@ from ..io.inputs import check_frame_pixels, frame_to_tensor
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
 from .objects import ObjectTable
 from .prompting import GeometricPrompt, PromptQueue, make_prompt, resolve_geometric
-from .results import PROMPT_LOGIT, FrameResult, index_mask
+from .results import FrameResult, frame_masks
 
 
 def _resize(t: torch.Tensor, size) -> torch.Tensor:
@@ -323,9 +323,8 @@ class Session:
         scores = torch.cat([fg[:n], fg[n:][keep.to(fg.device)]], 0)
         cls_rows = torch.cat([cls_prob[:n], cls_prob[n:][keep]], 0)
         m_in = (_resize(trk_logits, self._input_size) > 0).float()  # history M_k at the model input
-        out = _resize(trk_logits, fi.size)  # logits at the frame resolution (no sigmoid: > 0 ⇔ p > 0.5)
-        m_in, out, scores, cls_rows = self._apply_prompts(fi, m_in, out, scores, cls_rows, cls_prob)
-        return self._compose_result(fi, m_in, out, scores, cls_rows)
+        m_in, low, overrides, scores, cls_rows = self._apply_prompts(fi, m_in, trk_logits, scores, cls_rows, cls_prob)
+        return self._compose_result(fi, m_in, low, overrides, scores, cls_rows)
 
     def _resolve_geometric(self, fi: FrameInput, logits: torch.Tensor, fg: torch.Tensor) -> set[int]:
         """Box / point prompts pick among the model's own candidates on this frame
@@ -352,14 +351,15 @@ class Session:
         fi.new_ids.extend(ids)
         return keep
 
-    def _apply_prompts(self, fi: FrameInput, m_in, out, scores, cls_rows, cls_prob):
+    def _apply_prompts(self, fi: FrameInput, m_in, low, scores, cls_rows, cls_prob):
         """Prompted masks override the predictions on their frame (output and history); objects
         prompted first on a later frame get a slot now (spec §3 [D]).
 
-        Args / returns: m_in (n, Hm, Wm) history masks, out (n, H, W) logits, scores (n,),
-        cls_rows (n, K) with n growing by the new prompted objects; cls_prob (Q, K) of every query.
+        Args / returns: m_in (n, Hm, Wm) history masks, low (n, H4, W4) mask logits, scores (n,),
+        cls_rows (n, K) with n growing by the new prompted objects; cls_prob (Q, K) of every query;
+        returns also the overrides {row: (H, W) bool prompt mask} of the frame-resolution masks.
         """
-        objs = self.obj_ids
+        objs, overrides = self.obj_ids, {}
         for o, m in fi.masks_in.items():
             if o in objs:
                 s = objs.index(o)
@@ -368,24 +368,23 @@ class Session:
                 fi.new_ids.append(o)
                 objs.append(o)
                 m_in = torch.cat([m_in, m_in.new_zeros((1, *m_in.shape[1:]))], 0)
-                out = torch.cat([out, out.new_zeros((1, *out.shape[1:]))], 0)
+                low = torch.cat([low, low.new_zeros((1, *low.shape[1:]))], 0)
                 scores = torch.cat([scores, scores.new_ones(1)], 0)
                 q = fi.geo_query.get(o)  # a box / point prompt inherits its candidate's class scores
                 row = cls_prob[q:q + 1] if q is not None else cls_prob.new_zeros(1, cls_prob.shape[1])
                 cls_rows = torch.cat([cls_rows, row], 0)
             m_in[s] = m
-            out[s] = torch.where(torch.from_numpy(fi.masks[o]).to(out.device), PROMPT_LOGIT, -PROMPT_LOGIT)
+            overrides[s] = fi.masks[o]
             scores[s] = 1.0
-        return m_in, out, scores, cls_rows
+        return m_in, low, overrides, scores, cls_rows
 
-    def _compose_result(self, fi: FrameInput, m_in, out, scores, cls_rows) -> FrameResult:
+    def _compose_result(self, fi: FrameInput, m_in, low, overrides, scores, cls_rows) -> FrameResult:
         """Store the history M_k, update the class scores, and build the frame's :class:`FrameResult`
-        (index mask: :func:`~ausm.inference.results.index_mask`, spec §7)."""
+        (masks and index mask at the frame resolution: :func:`~ausm.inference.results.frame_masks`, spec §7)."""
         n_all = self.objects.n
         if n_all:
             self.objects.hist[:n_all] = self._grid_mask(m_in)
-        masks = out > 0
-        idx = index_mask(out, self.objects.obj[:n_all].to(out.device))
+        masks, idx = frame_masks(low, fi.size, overrides, self.objects.obj[:n_all])
         self._frame_idx += 1
         cls_score, cls_id = self.objects.update_class_scores(cls_rows)
         return FrameResult(frame_idx=fi.k, obj_ids=self.obj_ids,
