@@ -141,11 +141,10 @@ def frame_masks(low: torch.Tensor, size: tuple[int, int], overrides: dict[int, n
             if len(rows) == 0:
                 continue
             (ya, yb), (xa, xb) = _span(y0, int(rows[0]), int(rows[-1])), _span(x0, int(cols[0]), int(cols[-1]))
-            if (yb - ya) * (xb - xa) * 4 > H * W:  # a large object: the library's kernel over the frame is faster
-                vals = F.interpolate(low[i:i + 1, None].float(), size=(H, W), mode="bilinear",
-                                     align_corners=False)[0, 0, ya:yb, xa:xb]
-                masks[i, ya:yb, xa:xb] = vals > 0
-                _merge(best[ya:yb, xa:xb], index[ya:yb, xa:xb], vals, int(obj_ids[i]))
+            if (yb - ya) * (xb - xa) * 4 > H * W:  # a large object: the library's kernel, whole frame, contiguous
+                vals = F.interpolate(low[i:i + 1, None].float(), size=(H, W), mode="bilinear", align_corners=False)[0, 0]
+                torch.gt(vals, 0, out=masks[i])
+                _merge(best, index, vals, int(obj_ids[i]))
                 continue
             li = low[i].float()
             r0, r1, ly = y0[ya:yb], y1[ya:yb], wy[ya:yb, None]
