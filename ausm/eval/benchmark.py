@@ -58,22 +58,7 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     for seq in seqs:
         mask_paths = ds.mask_paths(seq)
         gts = [ds.read_mask(p) for p in mask_paths]
-        objs = sorted({int(v) for v in np.unique(gts[0])} - {0, 255})
-        prompts = {0: {o: gts[0] == o for o in objs}} if task == "semi" else None
-        frames = (ds.read_frame(p) for p in ds.frame_paths(seq))
-        results = propagate(model, frames, prompts, replay=replay, detect_new_objects=(task != "semi"), adapt=ft)
-        preds = []
-        for f, res in enumerate(sorted(results, key=lambda r: r.frame_idx) if replay else results):
-            idx = np.asarray(res.index_mask).astype(np.int64)
-            if task == "semi":
-                idx = np.where(np.isin(idx, objs), idx, 0) if f else gts[0].astype(np.int64) * (gts[0] != 255)
-            preds.append(idx)
-        if len(preds) < len(gts):
-            raise InputError(f"sequence {seq!r} has {len(gts)} masks but only {len(preds)} frames")
-        preds = preds[:len(gts)]
-        if task != "semi":  # renumber the proposals 1..K
-            preds, _ = renumber_proposals(preds)
-        preds = [p.astype(np.uint8) if p.max(initial=0) <= 255 else p for p in preds]
+        preds = _segment_sequence(model, ds, seq, gts, task, replay, ft)
         scored += score_sequence(gts, preds, task=task, year=year, layout="davis", name=seq,
                                  frame_names=[p.stem for p in mask_paths], max_proposals=None)
         if out is not None:
@@ -97,6 +82,28 @@ def benchmark_davis(model, root, split: str = "val", resolution: str = "480p", y
     if out is not None:
         write_json(Path(out) / "results.json", result)
     return result
+
+
+def _segment_sequence(model, ds, seq: str, gts: list, task: str, replay: bool, ft) -> list[np.ndarray]:
+    """One DAVIS sequence through the model: index masks per annotated frame (semi-supervised: the
+    first frame is the prompt, later frames keep only prompted ids; unsupervised: proposals renumbered
+    1..K), uint8 where the ids fit."""
+    objs = sorted({int(v) for v in np.unique(gts[0])} - {0, 255})
+    prompts = {0: {o: gts[0] == o for o in objs}} if task == "semi" else None
+    frames = (ds.read_frame(p) for p in ds.frame_paths(seq))
+    results = propagate(model, frames, prompts, replay=replay, detect_new_objects=(task != "semi"), adapt=ft)
+    preds = []
+    for f, res in enumerate(sorted(results, key=lambda r: r.frame_idx) if replay else results):
+        idx = np.asarray(res.index_mask).astype(np.int64)
+        if task == "semi":
+            idx = np.where(np.isin(idx, objs), idx, 0) if f else gts[0].astype(np.int64) * (gts[0] != 255)
+        preds.append(idx)
+    if len(preds) < len(gts):
+        raise InputError(f"sequence {seq!r} has {len(gts)} masks but only {len(preds)} frames")
+    preds = preds[:len(gts)]
+    if task != "semi":  # renumber the proposals 1..K
+        preds, _ = renumber_proposals(preds)
+    return [p.astype(np.uint8) if p.max(initial=0) <= 255 else p for p in preds]
 
 
 def shard_info() -> tuple[int, int]:
