@@ -99,7 +99,23 @@ def add_eval_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def cmd_benchmark(args) -> int:
-    """``ausm benchmark DATASET``: segment a benchmark split with a model and score it (accuracy)."""
+    """``ausm benchmark DATASET``: segment a benchmark split with a model and score it (accuracy); under
+    ``torchrun`` the DAVIS sequences are sharded over the ranks (:func:`~ausm.eval.benchmark.shard_info`)."""
+    import torch.distributed as dist
+
+    ok = False
+    try:
+        rc = _run_benchmark(args)
+        ok = True
+        return rc
+    finally:
+        if dist.is_available() and dist.is_initialized():  # a clean exit for every rank (gloo aborts otherwise)
+            if ok:
+                dist.barrier()
+            dist.destroy_process_group()
+
+
+def _run_benchmark(args) -> int:
     from ..checkpoint import load_model
     from .benchmark import benchmark_davis, benchmark_vis, benchmark_vos
 
