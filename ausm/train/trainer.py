@@ -483,15 +483,13 @@ def _setup_run(run: _Run, resume: bool) -> None:
     """Model (fresh, from ``init_from`` or resumed), optimiser, loss, DDP wrapper, data, TensorBoard.
 
     Raises:
-        CheckpointError: ``resume`` without a trainer state. ConfigError: a dataset needs a missing head.
+        ConfigError: a dataset needs a missing head.
     """
     from ..checkpoint import load_model
 
     tc, out, device = run.tc, run.out, run.device
     torch.manual_seed(tc.seed)
-    resuming = resume and (out / "trainer_state.pt").exists()
-    if resume and not resuming:
-        raise CheckpointError(f"--resume: no trainer_state.pt in {out}")
+    resuming = resume  # _train checked that the trainer state exists, before anything was written
     model = load_model(out / "last") if resuming else build_initial_model(tc)
     model.train()
     freeze_backbone(model, tc.freeze_backbone)  # before the optimiser: its groups hold trained params only
