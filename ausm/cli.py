@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_benchmark_parser(sub)
     add_eval_parser(sub)
     add_bench_parser(sub)
+    _add_app_parser(sub)
     return p
 
 
@@ -193,6 +194,43 @@ def _add_train_parser(sub) -> None:
     t.add_argument("--mode", choices=["parallel", "iterative"], default=None,
                    help="parallel (teacher-forced, Algorithm 2) or iterative (frame-by-frame baseline)")
     t.set_defaults(func=cmd_train)
+
+
+# -- app ----------------------------------------------------------------------------------------
+def cmd_app(args) -> int:
+    """``ausm app``: :func:`ausm.app.serve` (the interactive web app; needs the ``app`` extra)."""
+    try:
+        from .app.server import serve
+    except ImportError as e:
+        raise InputError(f"ausm app needs the app extra ({e.name or e} is missing): pip install -e \".[app]\"") from e
+    from .checkpoint import load_model
+    from .device import resolve_device
+
+    if args.video is not None:  # the CLI's checks and errors, before the model loads
+        import tempfile
+
+        from .app.video import VideoSource
+
+        with tempfile.TemporaryDirectory() as d:
+            VideoSource(args.video, d, args.max_frames)
+    model = load_model(args.checkpoint, device=resolve_device(args.device))
+    serve(model, args.video, args.host, args.port, max_frames=args.max_frames, max_upload_mb=args.max_upload_mb,
+          quiet=args.quiet)
+    return 0
+
+
+def _add_app_parser(sub) -> None:
+    a = sub.add_parser("app", help="interactive web app: click objects, track, correct, download the masks")
+    a.add_argument("video", nargs="?", default=None, help="video file or frame folder every new tab opens (optional)")
+    a.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite)")
+    a.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
+    a.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    a.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    a.add_argument("--max-frames", type=int, default=None, metavar="N", help="use only the first N frames of a video")
+    a.add_argument("--max-upload-mb", type=int, default=2048, metavar="MB", help="upload size limit (default 2048)")
+    a.add_argument("--quiet", action="store_true", help="no request log")
+    a.set_defaults(func=cmd_app)
 
 
 class _Terminated(KeyboardInterrupt):
