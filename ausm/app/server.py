@@ -14,6 +14,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from ..errors import AUSMError, InputError
 from .state import DOWNLOADS, Busy, NotFound, SessionStore, TooLarge
@@ -70,11 +74,6 @@ def create_app(model, video: str | None = None, *, max_frames: int | None = None
     """
     from contextlib import asynccontextmanager
 
-    from fastapi import FastAPI, Request
-    from fastapi.responses import FileResponse, JSONResponse, Response
-    from fastapi.staticfiles import StaticFiles
-    from starlette.concurrency import run_in_threadpool
-
     store = SessionStore(model, video, max_frames, root, max_tabs)
 
     @asynccontextmanager
@@ -114,11 +113,10 @@ def create_app(model, video: str | None = None, *, max_frames: int | None = None
     async def upload(sid: str, request: Request):
         tab = store.get(sid)
         size = request.headers.get("content-length")
-        if size is None:
+        if size is None or not size.isdigit():
             return JSONResponse({"error": "uploads need a Content-Length"}, status_code=411)
         if int(size) > max_upload_bytes:
-            raise TooLarge(f"the upload is {int(size) / 2**20:.1f} MB; the limit is {max_upload_bytes / 2**20:.0f} MB "
-                           "(ausm app --max-upload-mb)")
+            raise TooLarge(f"the upload is {_mb(int(size))}; the limit is {_mb(max_upload_bytes)} (ausm app --max-upload-mb)")
         form = await request.form(max_files=MAX_UPLOAD_FILES, max_fields=10)
         try:
             path, display = await run_in_threadpool(_save_upload, tab, form.getlist("files"), max_upload_bytes)
@@ -198,6 +196,10 @@ def create_app(model, video: str | None = None, *, max_frames: int | None = None
     return app
 
 
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
 def _xy(body: dict) -> tuple[float, float]:
     x, y = body.get("x"), body.get("y")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)):
@@ -219,7 +221,7 @@ def _save_upload(tab, files, limit: int) -> tuple[Path, str]:
         raise InputError("choose a video file or the frames of a folder to upload")
     total = sum(f.size or 0 for f in files)
     if total > limit:
-        raise TooLarge(f"the upload is {total / 2**20:.1f} MB; the limit is {limit / 2**20:.0f} MB")
+        raise TooLarge(f"the upload is {_mb(total)}; the limit is {_mb(limit)} (ausm app --max-upload-mb)")
     folder = tab.upload_folder()
     names = [_safe_name(f.filename) for f in files]
     if len(set(names)) != len(names):

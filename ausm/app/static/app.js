@@ -71,7 +71,8 @@ function apply(st) {
   $("open-form").hidden = !st.can_open_paths;
   const last = v ? Math.max(0, (st.task === "loading" ? v.decoded : v.num_frames) - 1) : 0;
   $("frame-slider").max = last;
-  if (st.task === "tracking" && $("follow").checked && st.done > 0) ui.frame = st.done - 1;
+  const tracking = st.task === "tracking" || (old && old.task === "tracking");  // running, or just finished
+  if (tracking && $("follow").checked && st.done > 0) ui.frame = st.done - 1;
   ui.frame = Math.min(ui.frame, last);
   $("frame-slider").value = ui.frame;
   $("frame-label").textContent = v ? `frame ${ui.frame} / ${v.num_frames - 1}` : "frame –";
@@ -240,9 +241,9 @@ $("frame-slider").addEventListener("input", (ev) => goTo(Number(ev.target.value)
 $("prev").onclick = () => goTo(ui.frame - 1);
 $("next").onclick = () => goTo(ui.frame + 1);
 $("play").onclick = () => {
-  if (ui.playing) { clearInterval(ui.playing); ui.playing = null; $("play").textContent = "▶"; return; }
+  if (ui.playing) { clearInterval(ui.playing); ui.playing = null; $("play").textContent = "Play"; return; }
   const fps = Math.min(30, (ui.state && ui.state.video && ui.state.video.fps) || 24);
-  $("play").textContent = "⏸";
+  $("play").textContent = "Pause";
   ui.playing = setInterval(() => {
     if (ui.frameShown !== ui.frame) return; // the last frame is still loading
     if (ui.frame >= Number($("frame-slider").max)) goTo(0); else goTo(ui.frame + 1);
