@@ -215,3 +215,24 @@ def test_cli_checks_the_video_before_loading_the_model(tmp_path, capsys):
 
     assert main(["app", str(tmp_path / "missing.mp4")]) == 2
     assert "error: input path does not exist" in capsys.readouterr().err
+
+
+def test_stop_keeps_nothing_half_written_and_memory_stays_flat(client):
+    tab = client.app.state.store.get(A)
+    wait(client, A)
+    for k in range(N):  # a click on every frame: previews keep one index mask per frame, at most 4 frames
+        assert point(client, A, k, 1, 30 + 2 * k, 20).status_code == 200
+    assert len(tab.source._exact) <= 4 and set(tab.previews) == set(range(N))
+    progress = tab._progress
+
+    def stop_after_two(n):
+        progress(n)
+        if n == 2:
+            tab.stop()
+
+    tab._progress = stop_after_two
+    client.post(f"/api/{A}/track")
+    st = wait(client, A)
+    assert st["message"] == "stopped" and not st["result"] and st["done"] == 2
+    assert not list(tab.folder.glob("run-*"))  # the stopped run's files are gone
+    assert client.get(f"/api/{A}/download/rle").status_code == 409

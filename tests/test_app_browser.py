@@ -87,6 +87,7 @@ def browser(tmp_path):
     downloads.mkdir()
     opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
                                            "download.prompt_for_download": False})
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
     driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     driver.downloads = downloads
@@ -116,6 +117,19 @@ def _click_source_pixel(driver, x: int, y: int) -> None:
     w, h = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", canvas)
     cx, cy = (x + 0.5) * w / 854, (y + 0.5) * h / 480
     ActionChains(driver).move_to_element_with_offset(canvas, int(round(cx - w / 2)), int(round(cy - h / 2))).click().perform()
+
+
+def _drag_source_box(driver, p0, p1) -> None:
+    """Drag from source pixel p0 to p1 on the canvas."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    canvas = driver.find_element(By.ID, "view")
+    w, h = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];", canvas)
+    off = [(int(round((x + 0.5) * w / 854 - w / 2)), int(round((y + 0.5) * h / 480 - h / 2))) for x, y in (p0, p1)]
+    chain = ActionChains(driver).move_to_element_with_offset(canvas, *off[0]).click_and_hold()
+    chain.move_to_element_with_offset(canvas, (off[0][0] + off[1][0]) // 2, (off[0][1] + off[1][1]) // 2)
+    chain.move_to_element_with_offset(canvas, *off[1]).release().perform()
 
 
 def _cli_masks(tmp_path: Path, x: int, y: int) -> Path:
@@ -148,8 +162,14 @@ def test_click_track_download_matches_cli(server, browser, tmp_path):
     assert browser.execute_script("return ui.state.prompts.length") == 0
     assert browser.execute_script("return ui.state.sid") != first_sid
     assert browser.find_elements(By.CSS_SELECTOR, "#objects li") == []
+    browser.find_element(By.ID, "tool-box").click()  # a box dragged in this tab stays in this tab
+    _drag_source_box(browser, (150, 60), (520, 390))
+    _wait(browser, lambda d: d.execute_script("return ui.state.prompts.length === 1"), 60, "the box is a prompt")
+    box = browser.execute_script("return ui.state.prompts[0]")
+    assert box["kind"] == "box" and all(abs(a - b) <= 2 for a, b in zip(box["box"], (150, 60, 521, 391))), box
     browser.close()
     browser.switch_to.window(first)
+    assert browser.execute_script("return ui.state.prompts") == prompts
 
     browser.find_element(By.ID, "track").click()
     _wait(browser, lambda d: d.find_element(By.ID, "status").text == "tracked", 120, "tracking finishes")
@@ -176,3 +196,5 @@ def test_click_track_download_matches_cli(server, browser, tmp_path):
     print(f"app vs CLI: equal pixels per frame min {min(agree):.6f}, mean {np.mean(agree):.6f}")
     assert min(agree) >= 0.999
     assert all((app[n] == 1).mean() > 0.03 for n in names)  # the swan is segmented on every frame
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE" and "favicon" not in e["message"]]
+    assert errors == [], errors  # no script errors and no failed requests in the page

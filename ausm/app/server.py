@@ -262,7 +262,7 @@ def serve(model, video: str | None = None, host: str = "127.0.0.1", port: int = 
             s.bind((host, port))
     except OSError as e:
         raise InputError(f"cannot listen on {host}:{port}: {e.strerror or e} (another program uses it? try "
-                         "--port 7861)") from e
+                         f"--port {port + 1})") from e
     app = create_app(model, video, max_frames=max_frames, max_upload_bytes=max_upload_mb << 20, allow_paths=local)
     shown = f"[{host}]" if ":" in host else host
     print(f"ausm app: open http://{shown}:{port}/ in a browser (Ctrl-C stops)", flush=True)

@@ -408,7 +408,10 @@ class SessionStore:
             else:
                 new = False
         if new and self.video is not None:
-            tab.open(self.video)
+            try:
+                tab.open(self.video)
+            except InputError as e:  # e.g. the file went away since the start: the page says so
+                tab.error = str(e)
         tab.last_used = time.monotonic()
         return tab
 
