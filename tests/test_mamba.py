@@ -84,7 +84,7 @@ def test_step_state_has_fixed_shape_and_is_not_mutated():
     s = s0
     for _ in range(20):
         _, s = m.step(torch.randn(4, 16, dtype=torch.float64), s)
-        assert s.conv_state.shape == (4, m.d_inner, m.d_conv)
+        assert s.conv_state.shape == (4, m.d_conv, m.d_inner)
         assert s.ssm_state.shape == (4, m.d_state, m.d_inner)
     assert torch.equal(s0.conv_state, conv0) and torch.equal(s0.ssm_state, ssm0)
     assert s.nbytes() == s0.nbytes()

@@ -97,25 +97,27 @@ def test_session_restored_mid_stream_matches_uninterrupted(small_model, tmp_path
     assert {9, 2} <= set(results[-1].obj_ids)
 
 
-def test_version_1_session_state_still_loads(small_model):
-    """Version 1 stored the Mamba states (L, d_inner, d_state); they load transposed and continue
-    exactly; an unknown version is refused."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_older_session_states_still_load(small_model, version):
+    """Version 1 stored the Mamba SSM states (L, d_inner, d_state), versions 1-2 the conv states
+    (L, d_inner, d_conv); they load transposed and continue exactly; an unknown version is refused."""
     v = render_video(6, (48, 80), num_objects=2, seed=3, enter_leave=False)
     a = Session(small_model, seed=1)
     a.add_prompt(0, 1, v.ids[0] == 1)
     for f in v.frames[:3]:
         a.step(f)
     st = a.state_dict()
-    assert st["meta"]["version"] == 2
-    old = {"meta": {**st["meta"], "version": 1},
-           "tensors": {k: (t.transpose(-1, -2).contiguous() if k.endswith("ssm_state") else t)
+    assert st["meta"]["version"] == 3
+    old_layout = ("ssm_state", "conv_state") if version == 1 else ("conv_state",)
+    old = {"meta": {**st["meta"], "version": version},
+           "tensors": {k: (t.transpose(-1, -2).contiguous() if k.endswith(old_layout) else t)
                        for k, t in st["tensors"].items()}}
     b = Session(small_model)
     b.load_state_dict(old)
     for f in v.frames[3:]:
         assert np.array_equal(a.step(f).index_mask, b.step(f).index_mask)
     with pytest.raises(Exception, match="version"):
-        Session(small_model).load_state_dict({"meta": {**st["meta"], "version": 3}, "tensors": st["tensors"]})
+        Session(small_model).load_state_dict({"meta": {**st["meta"], "version": 4}, "tensors": st["tensors"]})
 
 
 def test_load_state_dict_refuses_another_model(small_model):

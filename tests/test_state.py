@@ -44,6 +44,6 @@ def test_state_size_after_1000_steps_equals_after_10():
     shapes = sizes[1000][2]
     P = (32 // 8) * (64 // 8)
     assert shapes[0] == (1, P, model.cfg.hidden_dim)
-    assert shapes[1] == (P, 2 * model.cfg.hidden_dim, model.cfg.mamba_d_conv)
+    assert shapes[1] == (P, model.cfg.mamba_d_conv, 2 * model.cfg.hidden_dim)
     assert shapes[2] == (P, model.cfg.mamba_d_state, 2 * model.cfg.hidden_dim)
     assert shapes[5] == (model.cfg.num_ids, P)

@@ -20,9 +20,10 @@ from ..model.ausm import StreamState
 
 __all__ = ["SESSION_STATE_VERSION", "session_state", "restore_session"]
 
-#: state format; 2 stores the Mamba states state-major (L, d_state, d_inner)
-#: (:class:`~ausm.model.mamba.MambaState`); version-1 states (L, d_inner, d_state) still load.
-SESSION_STATE_VERSION = 2
+#: state format; 2 stores the Mamba SSM states state-major (L, d_state, d_inner), 3 also the conv
+#: states time-major (L, d_conv, d_inner) (:class:`~ausm.model.mamba.MambaState`); version-1 and -2
+#: states (the older layouts) still load, transposed.
+SESSION_STATE_VERSION = 3
 
 
 def session_state(session) -> dict:
@@ -90,7 +91,7 @@ def restore_session(session, state: dict) -> None:
 def _check_owner(session, meta: dict) -> int:
     """The state's version, after checking it belongs to a session of this model."""
     version = meta.get("version")
-    if version not in (1, SESSION_STATE_VERSION):
+    if version not in (1, 2, SESSION_STATE_VERSION):
         raise InputError(f"unsupported session state version {meta.get('version')!r}")
     cfg, heads = session.cfg, session.model.class_heads
     if meta["num_ids"] != cfg.num_ids:
@@ -110,6 +111,7 @@ def _stream_state(session, tensors: dict, meta: dict, version: int) -> StreamSta
         raise InputError("the session state does not fit this model (another architecture)")
     try:
         with torch.inference_mode():
-            return StreamState.from_tensors(tensors, ref, int(meta["t"]), ssm_inner_major=version == 1)
+            return StreamState.from_tensors(tensors, ref, int(meta["t"]), ssm_inner_major=version == 1,
+                                          conv_inner_major=version < 3)
     except ValueError as e:
         raise InputError(f"the session state does not fit this model (another architecture): {e}") from e

@@ -93,10 +93,12 @@ class StreamState:
         return out
 
     @staticmethod
-    def from_tensors(tensors: dict, ref: "StreamState", t: int, ssm_inner_major: bool = False) -> "StreamState":
+    def from_tensors(tensors: dict, ref: "StreamState", t: int, ssm_inner_major: bool = False,
+                     conv_inner_major: bool = False) -> "StreamState":
         """The inverse of :meth:`to_tensors`, on ``ref``'s device and dtype, checked against ``ref`` (a fresh
-        state of the same model and grid). ``ssm_inner_major``: the SSM states are stored
-        (L, d_inner, d_state), the layout before session-state version 2.
+        state of the same model and grid). Older layouts load transposed: ``ssm_inner_major``, the SSM
+        states stored (L, d_inner, d_state) (before session-state version 2); ``conv_inner_major``, the
+        conv states stored (L, d_inner, d_conv) (before version 3).
 
         Raises:
             ValueError: shapes of another architecture. KeyError: a missing tensor.
@@ -111,6 +113,8 @@ class StreamState:
             s = tensors[f"mamba.{i}.ssm_state"].to(dev, dt)
             if ssm_inner_major:
                 s = s.transpose(-1, -2).contiguous()
+            if conv_inner_major:
+                c = c.transpose(-1, -2).contiguous()
             if c.shape != r.conv_state.shape or s.shape != r.ssm_state.shape:
                 raise ValueError(f"Mamba layer {i} state of another shape")
             mamba.append(MambaState(conv_state=c, ssm_state=s))

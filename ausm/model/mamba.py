@@ -16,10 +16,11 @@
   - ``"auto"`` (default): ``"cuda"`` when possible, else ``"recurrent"``.
   - ``"naive"``: :func:`selective_scan_naive`, the reference loop under autograd.
 * :meth:`Mamba.step` advances one time step from an explicit fixed-size :class:`MambaState`
-  (``conv_state`` of shape (L, d_inner, d_conv) and ``ssm_state`` of shape (L, d_state, d_inner):
-  state-major, so that every element-wise op of the step runs along the contiguous d_inner axis —
-  3–7× faster on CPU than (L, d_inner, d_state), where the innermost axis is only d_state long;
-  docs/PERFORMANCE.md). Without autograd the step updates its fresh temporaries in place.
+  (``conv_state`` of shape (L, d_conv, d_inner) and ``ssm_state`` of shape (L, d_state, d_inner):
+  d_inner innermost, so that every element-wise op of the step runs along the contiguous d_inner
+  axis — 3–7× faster on CPU than (L, d_inner, d_state), where the innermost axis is only d_state
+  long, and 3–4× for the conv state's shift and sum than (L, d_inner, d_conv); docs/PERFORMANCE.md).
+  Without autograd the step updates its fresh temporaries in place.
 
 All must agree with :func:`selective_scan_naive` (tested in float64 to 1e-10, gradients included).
 In AUSM (spec §4, History Compressor) every pixel of the stride-8 grid is one independent sequence
@@ -41,8 +42,8 @@ class MambaState:
     """Recurrent state of one :class:`Mamba` layer for L independent sequences.
 
     Attributes:
-        conv_state: (L, d_inner, d_conv) float, the last ``d_conv`` inputs of the causal conv,
-            oldest first.
+        conv_state: (L, d_conv, d_inner) float, the last ``d_conv`` inputs of the causal conv,
+            oldest first (time-major: the transpose of ``nn.Conv1d``'s (L, d_inner, d_conv) window).
         ssm_state: (L, d_state, d_inner) float, the SSM hidden state h_t (state-major: the transpose
             of the (L, d_inner, d_state) layout the scans use).
     """
@@ -313,13 +314,13 @@ class Mamba(nn.Module):
         y, h_last = fn(x, dt, A, B, C, self.D.to(x.dtype))
         y = y * F.silu(z)
         # conv state: the last d_conv pre-conv inputs (zero-padded on the left when T < d_conv)
-        xr = F.pad(x_raw.transpose(1, 2), (max(0, self.d_conv - T), 0))[..., -self.d_conv:]
+        xr = F.pad(x_raw, (0, 0, max(0, self.d_conv - T), 0))[:, -self.d_conv:]
         return self.out_proj(y), MambaState(conv_state=xr.contiguous(), ssm_state=h_last.transpose(1, 2).contiguous())
 
     def init_state(self, L: int, device=None, dtype=torch.float32) -> MambaState:
         """Zero state for L sequences (the state before the first step)."""
         return MambaState(
-            conv_state=torch.zeros(L, self.d_inner, self.d_conv, device=device, dtype=dtype),
+            conv_state=torch.zeros(L, self.d_conv, self.d_inner, device=device, dtype=dtype),
             ssm_state=torch.zeros(L, self.d_state, self.d_inner, device=device, dtype=dtype),
         )
 
@@ -335,9 +336,9 @@ class Mamba(nn.Module):
         """
         xz = self.in_proj(u)
         x, z = xz.chunk(2, dim=-1)
-        conv_state = torch.cat([state.conv_state[..., 1:], x.unsqueeze(-1).to(state.conv_state.dtype)], dim=-1)
-        w = self.conv1d.weight.squeeze(1)  # (d_inner, d_conv)
-        x = (conv_state.to(w.dtype) * w).sum(-1) + self.conv1d.bias
+        conv_state = torch.cat([state.conv_state[:, 1:], x.unsqueeze(1).to(state.conv_state.dtype)], dim=1)
+        w = self.conv1d.weight.squeeze(1).t()  # (d_conv, d_inner)
+        x = (conv_state.to(w.dtype) * w).sum(1) + self.conv1d.bias
         x = F.silu(x)
         dt, B, C = self._ssm_params(x)
         A_t = (-torch.exp(self.A_log.float())).t().contiguous().to(x.dtype)  # (d_state, d_inner)
