@@ -147,3 +147,31 @@ def test_checkpoint_load_does_not_refetch_imagenet_weights(tmp_path, monkeypatch
     assert loaded.cfg.backbone_pretrained == "imagenet"
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
+
+
+def test_inference_folds_batchnorm_into_the_convolutions():
+    """Without autograd every conv + FrozenBatchNorm pair is one convolution with folded weights: the same
+    features to float rounding; an in-place weight change invalidates the cache; a copy folds its own."""
+    import copy
+
+    from ausm.model.efficientnet_lite import EfficientNetLite
+
+    torch.manual_seed(0)
+    net = EfficientNetLite("lite0").eval()
+    for m in net.modules():
+        if hasattr(m, "running_var"):
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.normal_()
+    x = torch.randn(1, 3, 64, 96)
+    ref = net(x)  # autograd on: the plain conv → BatchNorm pair
+    with torch.inference_mode():
+        folded = net(x)
+    for a, b in zip(ref, folded):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+    with torch.no_grad():
+        net._blocks[2]._project_conv.weight.mul_(0.5)
+        changed = net(x)
+    assert not torch.allclose(changed[-1], folded[-1], atol=1e-3)
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(twin(x), net(x)))

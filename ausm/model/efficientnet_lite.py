@@ -11,7 +11,8 @@ Our own definition, written so that the ImageNet state dicts shipped inside the 
   (:class:`SameConv2d`); symmetric padding would shift every feature by about half a pixel.
 * BatchNorm is :class:`FrozenBatchNorm2d` (fixed statistics and affine, the usual choice for
   small-batch detection/segmentation training, Detectron2's ``FrozenBN``); with it the encoder treats
-  every frame independently, so parallel and frame-by-frame training stay equal.
+  every frame independently, so parallel and frame-by-frame training stay equal. At inference
+  (no autograd) each BatchNorm is folded into the convolution before it (:func:`conv_bn`).
 * Input: RGB on 0..255 normalised as (x − 127) / 128, i.e. ``pixel_mean = 127/255`` and
   ``pixel_std = 128/255`` on 0..1 images (what the weights were trained with).
 
@@ -22,6 +23,7 @@ the ImageNet logits (used by the test that proves the weights and padding are ri
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 
 import torch
@@ -30,7 +32,7 @@ from torch import nn
 
 from ..errors import CheckpointError, ConfigError
 
-__all__ = ["EfficientNetLite", "FrozenBatchNorm2d", "SameConv2d", "VARIANTS", "load_imagenet_weights",
+__all__ = ["EfficientNetLite", "FrozenBatchNorm2d", "SameConv2d", "conv_bn", "VARIANTS", "load_imagenet_weights",
            "imagenet_weights_path", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 #: normalisation of the released weights on 0..1 RGB: (255·x − 127) / 128
@@ -96,14 +98,51 @@ class SameConv2d(nn.Conv2d):
                          padding=kernel // 2 if stride == 1 else 0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x, self.weight, self.bias)
+
+    def conv(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """This layer's convolution (padding, stride, groups) with the given ``weight`` and ``bias``."""
         s = self.stride[0]
-        if s == 1:
-            return super().forward(x)
-        k = self.kernel_size[0]
-        ph = max((math.ceil(x.shape[-2] / s) - 1) * s + k - x.shape[-2], 0)
-        pw = max((math.ceil(x.shape[-1] / s) - 1) * s + k - x.shape[-1], 0)
-        x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
-        return super().forward(x)
+        if s != 1:
+            k = self.kernel_size[0]
+            ph = max((math.ceil(x.shape[-2] / s) - 1) * s + k - x.shape[-2], 0)
+            pw = max((math.ceil(x.shape[-1] / s) - 1) * s + k - x.shape[-1], 0)
+            x = F.pad(x, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2))
+        return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def conv_bn(conv: SameConv2d, bn: FrozenBatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))``. Without autograd (inference) it is one convolution with the BatchNorm folded into
+    its weight and bias — w·γ/σ and β − μ·γ/σ, σ = sqrt(var + eps) — computed once and cached on ``conv``
+    until a weight or statistic changes (in-place update, new storage, device or dtype). Same values up
+    to float rounding (about 1e-6 relative); the state dict, training and fine-tuning are unchanged.
+    Under ``torch.compile`` / export the plain pair is traced (the compiler fuses it itself)."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return bn(conv(x))
+    w, b = _folded(conv, bn)
+    return conv.conv(x, w, b)
+
+
+#: folded weights per convolution (weak keys: a copied or deleted model keeps or leaves nothing here)
+_FOLD_CACHE: "weakref.WeakKeyDictionary[SameConv2d, tuple]" = weakref.WeakKeyDictionary()
+
+
+def _folded(conv: SameConv2d, bn: FrozenBatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """The folded (weight, bias) of ``conv`` followed by ``bn``, cached on ``conv`` (see :func:`conv_bn`)."""
+    tensors = (conv.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+    try:
+        key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+    except RuntimeError:  # inference tensors have no version counter: fold every call
+        key = None
+    cache = _FOLD_CACHE.get(conv)
+    if key is not None and cache is not None and cache[0] == key:
+        return cache[1], cache[2]
+    scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
+    w = conv.weight * scale.reshape(-1, 1, 1, 1)
+    b = bn.bias - bn.running_mean * scale
+    if key is not None:
+        _FOLD_CACHE[conv] = (key, w, b)
+    return w, b
 
 
 class MBConv(nn.Module):
@@ -124,9 +163,9 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
         if self.expand != 1:
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
+            y = F.relu6(conv_bn(self._expand_conv, self._bn0, y))
+        y = F.relu6(conv_bn(self._depthwise_conv, self._bn1, y))
+        y = conv_bn(self._project_conv, self._bn2, y)
         return x + y if self.skip else y
 
 
@@ -194,7 +233,7 @@ class EfficientNetLite(nn.Module):
                     p.requires_grad_(False)
 
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        x = F.relu6(self._bn0(self._conv_stem(images)))
+        x = F.relu6(conv_bn(self._conv_stem, self._bn0, images))
         feats = []
         for i, b in enumerate(self._blocks):
             x = b(x)
@@ -211,7 +250,7 @@ class EfficientNetLite(nn.Module):
         if not self.has_head:
             raise RuntimeError("this EfficientNetLite has no ImageNet head (build it with imagenet_head=True)")
         x = self.forward(images)[-1]
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = F.relu6(conv_bn(self._conv_head, self._bn1, x))
         return self._fc(x.mean((-2, -1)))
 
 
