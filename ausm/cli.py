@@ -246,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
     import signal
     import threading
 
+    from .device import tune_cpu_allocator
+
     args = build_parser().parse_args(argv)
+    tune_cpu_allocator()
     old = None
     if threading.current_thread() is threading.main_thread():
         old = signal.signal(signal.SIGTERM, _on_sigterm)

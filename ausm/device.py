@@ -49,3 +49,35 @@ def default_dtype(device: torch.device) -> torch.dtype:
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32
+
+
+#: glibc ``mallopt`` parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def tune_cpu_allocator(mmap_threshold: int = 32 << 20, trim_threshold: int = 256 << 20) -> bool:
+    """Keep freed tensor memory in the process (glibc only) so that streaming does not page-fault.
+
+    A streaming step frees and allocates several multi-MB tensors per frame (the Mamba SSM state is
+    8.6 MB at 480p). glibc serves such blocks with ``mmap`` and returns them to the OS on ``free``, so every
+    frame page-faults them in again (measured 1,134 minor faults per frame for ``ausm-lite`` at 480p,
+    79 with this). Raising the mmap threshold (to 32 MiB, glibc's maximum) and the heap trim threshold
+    (256 MiB) keeps them; the process RSS then stays at its working-set peak (docs/PERFORMANCE.md).
+    The same as ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_`` in the environment.
+
+    Called by the CLI; ``AUSM_MALLOC_TUNING=0`` turns it off. Returns whether it was applied (False on
+    other C libraries or platforms; never raises).
+    """
+    import ctypes
+    import ctypes.util
+    import os
+    import sys
+
+    if os.environ.get("AUSM_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, int(mmap_threshold))) and bool(mallopt(_M_TRIM_THRESHOLD, int(trim_threshold)))

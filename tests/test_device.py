@@ -43,3 +43,16 @@ def test_auto_picks_mps_for_inference_but_not_for_training(monkeypatch):
     assert d.resolve_device("auto").type == "mps"
     assert d.resolve_device("auto", 0, auto_mps=False).type == "cpu"
     assert d.resolve_device(None, auto_mps=False).type == "cpu"
+
+
+def test_tune_cpu_allocator_applies_on_linux_and_can_be_turned_off(monkeypatch):
+    """glibc's mallopt takes the thresholds (True on Linux); AUSM_MALLOC_TUNING=0 leaves malloc alone."""
+    import sys
+
+    from ausm.device import tune_cpu_allocator
+
+    monkeypatch.setenv("AUSM_MALLOC_TUNING", "0")
+    assert tune_cpu_allocator() is False
+    monkeypatch.delenv("AUSM_MALLOC_TUNING")
+    if sys.platform.startswith("linux"):
+        assert tune_cpu_allocator() is True
