@@ -1,4 +1,4 @@
-"""Command-line interface: ``ausm segment | train | benchmark``.
+"""Command-line interface: ``ausm segment | train | benchmark | eval | bench | app | export``.
 
 Exit codes (a one-line ``error:`` message on stderr, no traceback unless ``--debug``):
 0 success, 1 unexpected internal error, 2 bad input (video, mask, prompt, paths; OS errors about a
@@ -145,6 +145,11 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
     r.add_argument("--snapshot-every", type=int, default=50, metavar="N",
                    help="write a snapshot for --resume every N frames (default 50; 0: none)")
     s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite)")
+    s.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                   help="what runs the network: torch (default) or onnx (an exported --onnx file run by onnxruntime; "
+                        "same session logic and outputs; needs the export extra)")
+    s.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                   help="the file of `ausm export onnx` (with its MODEL.onnx.json beside it); selects --backend onnx")
     s.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     s.add_argument("--quiet", action="store_true")
     s.set_defaults(func=cmd_segment)
@@ -183,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_bench_parser(sub)
     _add_app_parser(sub)
+    _add_export_parser(sub)
     return p
 
 
@@ -231,6 +237,45 @@ def _add_app_parser(sub) -> None:
     a.add_argument("--max-upload-mb", type=int, default=2048, metavar="MB", help="upload size limit (default 2048)")
     a.add_argument("--quiet", action="store_true", help="no request log")
     a.set_defaults(func=cmd_app)
+
+
+# -- export -------------------------------------------------------------------------------------
+def cmd_export(args) -> int:
+    """``ausm export onnx``: :func:`ausm.export.onnx.export_onnx` of a checkpoint."""
+    from .checkpoint import load_model, resolve_checkpoint
+    from .export.onnx import contract_path, export_onnx
+    from .io.paths import check_output_file
+
+    out = Path(args.out)
+    if out.suffix.lower() != ".onnx":
+        raise InputError(f"--out {out}: give a file name ending in .onnx (its contract goes to {out.name}.onnx.json)")
+    check_output_file(out, "--out")
+    ckpt = resolve_checkpoint(args.checkpoint)
+    if Path(os.path.realpath(out)).is_relative_to(os.path.realpath(ckpt if ckpt.is_dir() else ckpt.parent)):
+        raise InputError(f"--out {out} lies inside the checkpoint {ckpt}; give a path outside it (nothing was written)")
+    H, W = args.size
+    model = load_model(args.checkpoint, device="cpu")
+    if not args.quiet:
+        print(f"exporting {model.cfg.name} for {H}x{W} frames (model input "
+              f"{'x'.join(map(str, model.cfg.input_size(H, W)))}) ...", file=sys.stderr)
+    c = export_onnx(model, out, size=(H, W), opset=args.opset, source=str(args.checkpoint or "ausm-lite"))
+    print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, opset {c['opset']}, input "
+          f"{c['input_size'][0]}x{c['input_size'][1]}, {c['num_ids']} ID slots) and {contract_path(out)}")
+    return 0
+
+
+def _add_export_parser(sub) -> None:
+    e = sub.add_parser("export", help="export the streaming step for deployment (ONNX)")
+    fmt = e.add_subparsers(dest="format", required=True)
+    o = fmt.add_parser("onnx", help="the per-frame step with its fixed-size state as an ONNX graph (docs/EXPORT.md)")
+    o.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite)")
+    o.add_argument("--out", required=True, metavar="MODEL.onnx", help="the .onnx file; the contract goes beside it")
+    o.add_argument("--size", type=int, nargs=2, default=[480, 854], metavar=("H", "W"),
+                   help="frame size of the videos it will run on (default 480 854); the graph's model input is "
+                        "fixed to the size those frames are resized to (192x352 for ausm-lite)")
+    o.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 18)")
+    o.add_argument("--quiet", action="store_true")
+    o.set_defaults(func=cmd_export)
 
 
 class _Terminated(KeyboardInterrupt):

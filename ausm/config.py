@@ -136,6 +136,15 @@ class AUSMConfig:
             if n is None or len(names) != n:
                 raise ConfigError(f"class_names[{k!r}] has {len(names)} names, head has {n}")
 
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """Model input (H', W') in pixels for an image of (height, width) pixels: shorter side scaled to
+        ``input_short_side`` (longer side capped at ``input_max_long_side``), both rounded to a multiple of
+        ``size_divisor`` (at least one multiple). The one rule of every step back-end."""
+        div = self.size_divisor
+        s = self.input_short_side / min(height, width)
+        s = min(s, self.input_max_long_side / max(height, width))
+        return (max(div, round(height * s / div) * div), max(div, round(width * s / div) * div))
+
     # -- (de)serialisation ---------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .device import resolve_device
-from .errors import InputError
+from .errors import CheckpointError, InputError
 
 __all__ = ["SegmentOptions", "run_segment"]
 
@@ -36,6 +36,8 @@ class SegmentOptions:
         format: output formats (palette | per-object | rle | boxes); overlay, keep_names, video_id: outputs.
         max_frames, input_format, input_option, stream_timeout: live sources.
         resume, snapshot_every: resuming. checkpoint, device, quiet: as everywhere.
+        backend: ``"torch"`` (default) or ``"onnx"``; onnx: the exported ``.onnx`` file the ONNX back-end runs
+            (``ausm export onnx``; giving it selects the ONNX back-end).
     """
 
     input: list[str]
@@ -62,6 +64,8 @@ class SegmentOptions:
     checkpoint: str | None = None
     device: str = "auto"
     quiet: bool = False
+    backend: str = "torch"
+    onnx: str | None = None
     demo: bool = field(default=False, repr=False)
 
     @classmethod
@@ -404,8 +408,8 @@ def _segment_fingerprint(args, inputs, readers, masks, formats, device) -> dict[
                            and p.suffix.lower() in IMAGE_EXTENSIONS)
         ins.append([spec, r.kind, r.num_frames, path_signature(r.path, files)])
     prompts = [[str(m.path.resolve()), [[f.name, file_digest(f)] for f in m.files]] for m in masks]
-    fp = {"inputs": digest(ins), "prompts": digest(prompts), "checkpoint": checkpoint_signature(args.checkpoint),
-          "device": device.type}
+    network = file_digest(Path(args.onnx)) if _uses_onnx(args) else checkpoint_signature(args.checkpoint)
+    fp = {"inputs": digest(ins), "prompts": digest(prompts), "checkpoint": network, "device": device.type}
     for flag, value in (("--format", formats), ("--overlay", args.overlay), ("--keep-names", args.keep_names),
                         ("--video-id", args.video_id), ("--max-frames", args.max_frames),
                         ("--unprompted", args.unprompted), ("--prompt-box", args.prompt_box),
@@ -516,7 +520,7 @@ def run_segment(args) -> int:
     """
     formats, geo, masks, inputs, readers, out = _check_job(args)
     subdirs = _subdir_names(inputs)
-    device = resolve_device(args.device)
+    device = resolve_device("cpu" if _uses_onnx(args) else args.device)
     # file and folder inputs can be continued after a kill (--resume): the run works in OUT/.ausm-partial/
     # (fine-tuned weights are not part of the snapshot, so --finetune runs are not resumable)
     resumable = not args.replay and not args.finetune and all(r.kind != "live" for r in readers)
@@ -565,6 +569,7 @@ def _check_job(args):
         raise InputError("give an input (video file, frame folder, stream) or --demo")
     if not args.out:
         raise InputError("give --out OUTPUT_FOLDER")
+    _uses_onnx(args)  # back-end options
     formats, geo, masks, inputs = _segment_options(args)
     readers = _open_inputs(args, inputs, masks, geo)
     out = Path(args.out)
@@ -574,9 +579,41 @@ def _check_job(args):
     return formats, geo, masks, inputs, readers, out
 
 
+def _uses_onnx(args) -> bool:
+    """Whether the job runs the ONNX back-end (``--backend onnx`` or ``--onnx FILE``).
+
+    Raises:
+        InputError: an unknown back-end, ``--backend onnx`` without ``--onnx``, or options that need the
+            PyTorch network (``--finetune``, ``--compile``, ``--checkpoint``).
+    """
+    backend = getattr(args, "backend", "torch") or "torch"
+    onnx = getattr(args, "onnx", None)
+    if backend not in ("torch", "onnx"):
+        raise InputError(f"--backend must be torch or onnx, got {backend!r}")
+    if not onnx and backend == "onnx":
+        raise InputError("--backend onnx needs --onnx MODEL.onnx (write one with: ausm export onnx --out MODEL.onnx)")
+    if not onnx:
+        return False
+    for flag, v in (("--finetune", args.finetune), ("--compile", args.compile), ("--checkpoint", args.checkpoint)):
+        if v:
+            raise InputError(f"{flag} needs the PyTorch back-end; the ONNX file already holds its weights "
+                             f"(drop {flag} or --onnx)")
+    if args.device not in ("auto", "cpu"):
+        raise InputError(f"the ONNX back-end runs on the CPU here; drop --device {args.device}")
+    if not Path(onnx).is_file():
+        raise CheckpointError(f"ONNX file not found: {onnx}")
+    return True
+
+
 def _job_model(args, device):
-    """The model of the job (compiled with ``--compile``)."""
+    """The network of the job: the checkpoint's model (compiled with ``--compile``), or the ONNX back-end
+    of ``--onnx`` (:class:`ausm.export.runtime.OnnxStep`, on the CPU)."""
     from .checkpoint import load_model
+
+    if _uses_onnx(args):
+        from .export.runtime import OnnxStep
+
+        return OnnxStep(args.onnx)
 
     model = load_model(args.checkpoint, device=device)
     if args.compile:

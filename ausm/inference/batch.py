@@ -25,13 +25,13 @@ class SessionBatch:
     def __init__(self, sessions: list[Session]):
         if not sessions:
             raise InputError("SessionBatch needs at least one session")
-        if len({id(s.model) for s in sessions}) != 1:
+        if len({id(s.backend.network) for s in sessions}) != 1:
             raise InputError("all sessions of a batch must share one model")
         if any(s.adapt is not None for s in sessions):
             raise InputError("test-time fine-tuning gives each session its own weights; it cannot be used in a "
                              "SessionBatch (step those sessions one by one)")
         self.sessions = list(sessions)
-        self.model = sessions[0].model
+        self.backend = sessions[0].backend
 
     def __len__(self):
         return len(self.sessions)
@@ -62,11 +62,11 @@ class SessionBatch:
         for b, ((ib, hb), nb) in enumerate(zip(queries, ns)):
             ids[b, :nb], active[b, :nb], hist[b, :nb] = ib.to(s0.device), True, hb
         old = [s.stream_state for s in self.sessions]
-        pred, new = self.model.step(torch.cat([fi.x for fi in inputs]), StreamState.cat(old), ids, active, hist)
+        res = self.backend.step(torch.cat([fi.x for fi in inputs]), StreamState.cat(old), ids, active, hist)
         out = []
-        for b, (s, fi, nb, st) in enumerate(zip(self.sessions, inputs, ns, new.split())):
+        for b, (s, fi, nb, st) in enumerate(zip(self.sessions, inputs, ns, res.state.split())):
             st.t = old[b].t + 1
             s.stream_state = st
-            keep = torch.cat([torch.arange(nb), torch.arange(n, pred.final_masks.shape[1])])
-            out.append(s.finish_frame(fi, pred.final_masks[b, keep], pred.final_embs[b, keep]))
+            keep = torch.cat([torch.arange(nb), torch.arange(n, res.masks.shape[1])])
+            out.append(s.finish_frame(fi, res.masks[b, keep], res.class_logits[s.class_head][b, keep]))
         return out

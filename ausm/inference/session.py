@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from ..errors import InputError
 from ..io.inputs import check_frame_pixels, frame_to_tensor
 from ..model.ausm import AGNOSTIC, AUSMModel, StreamState
+from .backends import StepOutput, TorchStep, as_backend
 from .objects import ObjectTable
 from .prompting import GeometricPrompt, PromptQueue, make_prompt, resolve_geometric
 from .results import FrameResult, frame_masks
@@ -71,7 +72,10 @@ class Session:
     """A streaming segmentation session over one video (Algorithm 1).
 
     Args:
-        model: the network (its device and dtype are used).
+        model: the network (its device and dtype are used), or a step back-end that runs it
+            (:mod:`ausm.inference.backends`: :class:`~ausm.inference.backends.TorchStep`, or
+            :class:`ausm.export.runtime.OnnxStep` for an exported ``.onnx`` file run by onnxruntime).
+            Everything else the session does is the same for every back-end.
         detect_new_objects: discover new objects with the detection queries; default: True when the
             session starts without prompts, False when prompts are given before the first frame.
         class_head: class head used for foreground scores (``"agnostic"`` or a dataset name).
@@ -85,39 +89,48 @@ class Session:
             processing that frame (mask prompts) or right after it (box / point prompts, once the model's
             candidate is chosen), continuing from the weights adapted so far; :meth:`reset` returns to
             ``model``'s weights. ``model`` itself is never modified; the streaming state stays the same size.
+            Needs the PyTorch back-end.
 
-    The session is made of: the network's :class:`~ausm.model.ausm.StreamState` ``stream_state``
+    The session is made of: its step back-end ``backend``, the network's :class:`~ausm.model.ausm.StreamState` ``stream_state``
     (X_{t-1}, Mamba states; None before the first frame), the :class:`~ausm.inference.objects.ObjectTable` ``objects`` (ID vectors, history masks, class
     scores) and the :class:`~ausm.inference.prompting.PromptQueue` ``pending``.
     """
 
-    def __init__(self, model: AUSMModel, detect_new_objects: bool | None = None, class_head: str = AGNOSTIC,
+    def __init__(self, model, detect_new_objects: bool | None = None, class_head: str = AGNOSTIC,
                  fg_threshold: float | None = None, seed: int = 0, adapt=None):
         if adapt is not None and not callable(adapt):
             raise InputError(f"adapt must be a callable (model, frame, masks) -> model, e.g. "
                              f"ausm.train.finetune.FinetuneConfig(steps=40); got {adapt!r}")
-        self.base_model = model
-        self.model = model
+        self.base_backend = as_backend(model)
+        self.backend = self.base_backend
+        if adapt is not None and self.backend.model is None:
+            raise InputError(f"test-time fine-tuning trains the weights: it needs the PyTorch back-end, "
+                             f"not {self.backend.kind}")
         self.adapt = adapt
-        self.cfg = model.cfg
-        if class_head not in model.class_heads:
-            raise InputError(f"unknown class head {class_head!r}; have {sorted(model.class_heads)}")
+        self.cfg = self.backend.cfg
+        if class_head not in self.backend.class_heads:
+            raise InputError(f"unknown class head {class_head!r}; have {sorted(self.backend.class_heads)}")
         self.class_head = class_head
         self.fg_threshold = self.cfg.fg_threshold if fg_threshold is None else float(fg_threshold)
         if not 0.0 < self.fg_threshold < 1.0:
             raise InputError(f"fg_threshold must be in (0, 1), got {self.fg_threshold}")
         self._detect_arg = detect_new_objects
         self._seed = seed
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
+        self.device, self.dtype = self.backend.device, self.backend.dtype
         self.reset()
+
+    @property
+    def model(self) -> AUSMModel | None:
+        """The PyTorch network the session runs (its fine-tuned copy after an adaptation); None for a
+        back-end without one (ONNX)."""
+        return self.backend.model
 
     # -- state --------------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget every object, prompt and frame, and any fine-tuned weights (the session can be reused for
         a new video)."""
-        self.model = self.base_model
-        K = self.model.class_heads[self.class_head].out_features - 1
+        self.backend = self.base_backend
+        K = self.backend.class_heads[self.class_head] - 1
         self.objects = ObjectTable(self.cfg.num_ids, K, self._seed)
         self.pending = PromptQueue()
         self.stream_state: StreamState | None = None
@@ -134,7 +147,7 @@ class Session:
         if self.class_head == AGNOSTIC:
             return ["object"]
         names = self.cfg.class_names.get(self.class_head)
-        K = self.model.class_heads[self.class_head].out_features - 1
+        K = self.backend.class_heads[self.class_head] - 1
         return list(names) if names else [f"class_{i}" for i in range(K)]
 
     def track_class_scores(self) -> dict[int, np.ndarray]:
@@ -231,9 +244,9 @@ class Session:
     def _start_stream(self, H: int, W: int) -> None:
         """First frame: the model input size, the network's initial state and the history grid."""
         self._frame_size = (H, W)
-        self._input_size = self.model.input_size(H, W)
+        self._input_size = self.backend.input_size(H, W)
         hw = (self._input_size[0] // 8, self._input_size[1] // 8)
-        self.stream_state = self.model.init_state(1, hw, device=self.device, dtype=self.dtype)
+        self.stream_state = self.backend.init_state(1, hw)
         self.objects.init_history(hw[0] * hw[1], self.device, self.dtype)
 
     # -- main loop ----------------------------------------------------------------------------
@@ -288,8 +301,9 @@ class Session:
         fi = self.prepare_frame(frame)
         ids, hist = self.track_queries()
         active = torch.ones(1, len(ids), dtype=torch.bool, device=self.device)
-        pred, self.stream_state = self.model.step(fi.x, self.stream_state, ids[None], active, hist[None])
-        result = self.finish_frame(fi, pred.final_masks[0], pred.final_embs[0])
+        out: StepOutput = self.backend.step(fi.x, self.stream_state, ids[None], active, hist[None])
+        self.stream_state = out.state
+        result = self.finish_frame(fi, out.masks[0], out.class_logits[self.class_head][0])
         if self.adapt is not None and fi.geo:  # box / point prompts: adapt to the chosen masks
             self._adapt(frame, {o: fi.masks[o] for o in fi.geo})
         return result
@@ -300,20 +314,20 @@ class Session:
         return self.objects.id_index[:n].to(self.device), self.objects.hist[:n]
 
     def _adapt(self, frame, masks: dict[int, np.ndarray]) -> None:
-        """Replace ``self.model`` by ``adapt``'s copy adapted to ``masks`` on ``frame`` (gradients enabled
-        here, although :meth:`step` runs in inference mode)."""
+        """Replace the session's network by ``adapt``'s copy adapted to ``masks`` on ``frame`` (gradients
+        enabled here, although :meth:`step` runs in inference mode)."""
         if isinstance(frame, torch.Tensor):  # (3, H, W) float in [0, 1] → (H, W, 3) uint8
             frame = (frame.detach().float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
         with torch.inference_mode(False), torch.enable_grad():
-            self.model = self.adapt(self.model, np.asarray(frame), masks)
+            self.backend = TorchStep(self.adapt(self.model, np.asarray(frame), masks))
 
-    def finish_frame(self, fi: FrameInput, masks: torch.Tensor, embs: torch.Tensor) -> FrameResult:
-        """Turn the network's outputs for this stream (masks (n + N_det, H4, W4) logits, embs
-        (n + N_det, D)) into the frame's result and the history of the next frame (Algorithm 1's loop
-        body after the network call)."""
+    def finish_frame(self, fi: FrameInput, masks: torch.Tensor, class_logits: torch.Tensor) -> FrameResult:
+        """Turn the network's outputs for this stream (masks (n + N_det, H4, W4) logits, class_logits
+        (n + N_det, K + 1) of the session's class head) into the frame's result and the history of the next
+        frame (Algorithm 1's loop body after the network call)."""
         n = self.objects.n
         logits = masks.float()
-        probs = self.model.class_logits(embs, self.class_head).float().softmax(-1)  # one head pass
+        probs = class_logits.float().softmax(-1)
         fg = 1.0 - probs[:, -1]  # foreground probability (spec §4)
         cls_prob = probs[:, :-1].cpu()
         taken = self._resolve_geometric(fi, logits, fg)

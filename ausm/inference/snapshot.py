@@ -93,7 +93,7 @@ def _check_owner(session, meta: dict) -> int:
     version = meta.get("version")
     if version not in (1, 2, SESSION_STATE_VERSION):
         raise InputError(f"unsupported session state version {meta.get('version')!r}")
-    cfg, heads = session.cfg, session.model.class_heads
+    cfg, heads = session.cfg, session.backend.class_heads
     if meta["num_ids"] != cfg.num_ids:
         raise InputError(f"the session state has {meta['num_ids']} ID slots, this model has "
                          f"{cfg.num_ids}: it belongs to another model")
@@ -106,7 +106,7 @@ def _check_owner(session, meta: dict) -> int:
 def _stream_state(session, tensors: dict, meta: dict, version: int) -> StreamState:
     """The network's stream state of the snapshot, checked against a fresh state of this model."""
     hw = tuple(int(v) for v in meta["hw"])
-    ref = session.model.init_state(1, hw, device=session.device, dtype=session.dtype)
+    ref = session.backend.init_state(1, hw)
     if len(ref.mamba) != int(meta["mamba_layers"]):
         raise InputError("the session state does not fit this model (another architecture)")
     try:

@@ -187,10 +187,7 @@ class AUSMModel(nn.Module):
         """Model input (H', W') for an image of (height, width) pixels: shorter side scaled to
         ``cfg.input_short_side`` (longer side capped at ``cfg.input_max_long_side``), both rounded to a
         multiple of ``cfg.size_divisor`` (at least one multiple)."""
-        c, div = self.cfg, self.cfg.size_divisor
-        s = c.input_short_side / min(height, width)
-        s = min(s, c.input_max_long_side / max(height, width))
-        return (max(div, round(height * s / div) * div), max(div, round(width * s / div) * div))
+        return self.cfg.input_size(height, width)
 
     def position(self, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
         key = (h, w, like.device, like.dtype)
