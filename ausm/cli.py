@@ -243,7 +243,7 @@ def _add_app_parser(sub) -> None:
 def cmd_export(args) -> int:
     """``ausm export onnx``: :func:`ausm.export.onnx.export_onnx` of a checkpoint."""
     from .checkpoint import load_model, resolve_checkpoint
-    from .export.onnx import contract_path, export_onnx
+    from .export.onnx import check_size, contract_path, export_onnx
     from .io.paths import check_output_file
 
     out = Path(args.out)
@@ -253,7 +253,7 @@ def cmd_export(args) -> int:
     ckpt = resolve_checkpoint(args.checkpoint)
     if Path(os.path.realpath(out)).is_relative_to(os.path.realpath(ckpt if ckpt.is_dir() else ckpt.parent)):
         raise InputError(f"--out {out} lies inside the checkpoint {ckpt}; give a path outside it (nothing was written)")
-    H, W = args.size
+    H, W = check_size(args.size)
     model = load_model(args.checkpoint, device="cpu")
     if not args.quiet:
         print(f"exporting {model.cfg.name} for {H}x{W} frames (model input "

@@ -42,8 +42,8 @@ from ..io.atomic import apply_umask, atomic_open
 from ..model.ausm import AUSMModel, StreamState
 from ..model.mamba import MambaState
 
-__all__ = ["CONTRACT_FORMAT", "CONTRACT_VERSION", "StepGraph", "contract_path", "export_onnx", "state_names",
-           "file_sha256"]
+__all__ = ["CONTRACT_FORMAT", "CONTRACT_VERSION", "StepGraph", "check_size", "contract_path", "export_onnx",
+           "file_sha256", "state_names"]
 
 CONTRACT_FORMAT = "ausm-onnx-step"
 CONTRACT_VERSION = 1
@@ -160,6 +160,17 @@ def _quiet_exporter():
             lg.setLevel(lv)
 
 
+def check_size(size) -> tuple[int, int]:
+    """``size`` as (height, width) of positive integers.
+
+    Raises:
+        InputError: anything else.
+    """
+    if len(size) != 2 or any(not isinstance(v, int) or isinstance(v, bool) or v <= 0 for v in size):
+        raise InputError(f"--size needs two positive integers (height width), got {tuple(size)!r}")
+    return tuple(size)
+
+
 def export_onnx(model: AUSMModel, out: str | os.PathLike, size: tuple[int, int] = (480, 854),
                 opset: int | None = None, source: str = "") -> dict:
     """Export the streaming step of ``model`` to ``out`` (an ``.onnx`` file) and its contract to
@@ -181,8 +192,7 @@ def export_onnx(model: AUSMModel, out: str | os.PathLike, size: tuple[int, int] 
         InputError: a size that is not two positive integers, an opset out of range, or
             ``onnx``/``onnxscript`` missing.
     """
-    if len(size) != 2 or any(not isinstance(v, int) or v <= 0 for v in size):
-        raise InputError(f"--size needs two positive integers (height width), got {size!r}")
+    check_size(size)
     try:
         import onnx  # the exporter needs both
         import onnxscript  # noqa: F401

@@ -25,7 +25,7 @@ def cmd_bench(args) -> int:
         marks = [int(v) for v in args.report_at.split(",")]
         run(checkpoint=args.checkpoint, frames=args.frames, size=args.size, checkpoints=marks,
             internal_short_side=args.internal_short_side, video=args.video, device=str(resolve_device(args.device)),
-            compile=args.compile, vs=args.vs)
+            compile=args.compile, vs=args.vs, backends=_backends(args.backend), onnx=args.onnx)
     elif args.bench_command == "objects":
         from .objects import run
 
@@ -41,6 +41,18 @@ def cmd_bench(args) -> int:
             large_frames=args.large_frames, prompt=args.prompt, checkpoint=args.checkpoint, order=args.order,
             device=str(resolve_device(args.device)), seed=args.seed)
     return 0
+
+
+def _backends(text: str) -> tuple[str, ...]:
+    """``--backend torch,onnx`` → ("torch", "onnx").
+
+    Raises:
+        InputError: an unknown or empty list.
+    """
+    names = tuple(dict.fromkeys(v.strip() for v in str(text).split(",") if v.strip()))
+    if not names or any(n not in ("torch", "onnx") for n in names):
+        raise InputError(f"--backend takes torch, onnx or torch,onnx; got {text!r}")
+    return names
 
 
 def add_bench_parser(sub) -> None:
@@ -65,6 +77,11 @@ def add_bench_parser(sub) -> None:
     st.add_argument("--video", default=None, help="loop a real video instead of synthetic frames")
     st.add_argument("--compile", action="store_true", help="torch.compile the per-frame network first "
                                                            "(compile time is reported as first_frame_s)")
+    st.add_argument("--backend", default="torch", metavar="torch,onnx",
+                    help="step back-ends to measure, interleaved in one run: torch, onnx or torch,onnx (the ONNX "
+                         "back-end needs the export extra)")
+    st.add_argument("--onnx", default=None, metavar="MODEL.onnx",
+                    help="the ONNX back-end's file (default: the --checkpoint exported for --size into a temporary folder)")
     vs = bsub.add_parser("vs-sam2", help="streaming latency of ausm vs transformers' SAM2 video model (Hiera-tiny, "
                                          "random weights), one prompted object, same run")
     vs.add_argument("--size", default="480p", help="frame size: 240p | 360p | 480p | 720p | 1080p | HxW")

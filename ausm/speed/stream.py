@@ -56,24 +56,32 @@ def _model_label(model, checkpoint) -> str:
     return f"{model.cfg.name} ({checkpoint})" if checkpoint else model.cfg.name
 
 
+def _onnx_backend(model, label: str, onnx: str | None, frame_size: tuple[int, int], tmp: str):
+    """(label, :class:`~ausm.export.runtime.OnnxStep`) of ``onnx``, or of ``model`` exported into ``tmp``."""
+    from ..export.onnx import export_onnx
+    from ..export.runtime import OnnxStep
+
+    if onnx is None:
+        onnx = f"{tmp}/model.onnx"
+        export_onnx(model.to("cpu"), onnx, size=frame_size)
+    return f"{label} [onnx]", OnnxStep(onnx)
+
+
 def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(100, 1000, 10000),
         internal_short_side: int | None = None, video: str | None = None, device: str = "cpu",
-        compile: bool = False, vs=()) -> list[dict]:
+        compile: bool = False, vs=(), backends=("torch",), onnx: str | None = None) -> list[dict]:
     """Stream ``frames`` frames through a prompted session and report at each checkpoint count
     (``first_frame_s``: the first frame's time, which includes compilation with ``compile``).
 
     ``vs``: other checkpoints measured in the same run, **interleaved** frame by frame with the first
     (model A frame t, model B frame t, ...) so that every model sees the same machine conditions; each
-    report row names its ``model`` and carries ``fps_ratio`` = its fps / the first model's."""
+    report row names its ``model`` and carries ``fps_ratio`` = its fps / the first model's.
+    ``backends``: ``"torch"`` and / or ``"onnx"`` (issue #17): the ONNX back-end runs ``onnx`` (an exported
+    file) or, without one, the first checkpoint exported for this frame size into a temporary folder; it is
+    interleaved with the others like a ``vs`` model. ``rss_mb`` is the whole process's (all models)."""
+    import tempfile
+
     dev = torch.device(device)
-    models = [load_model(c, device=dev, dtype=default_dtype(dev)) for c in (checkpoint, *vs)]
-    for model in models:
-        if compile:
-            model.compile_modules()
-        if internal_short_side:
-            model.cfg = model.cfg.replace(input_short_side=internal_short_side,
-                                          input_max_long_side=max(model.cfg.input_max_long_side,
-                                                                  internal_short_side * 2))
     if video:
         from ..io.video import read_frames
 
@@ -81,11 +89,33 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
     else:
         clip = synthetic_frames(SIZES[size] if size in SIZES else tuple(int(v) for v in size.split("x")))
     H, W = clip[0].shape[:2]
+    entries = []  # (label, model or step back-end)
+    for c in (checkpoint, *vs):
+        model = load_model(c, device=dev, dtype=default_dtype(dev))
+        if compile:
+            model.compile_modules()
+        if internal_short_side:
+            model.cfg = model.cfg.replace(input_short_side=internal_short_side,
+                                          input_max_long_side=max(model.cfg.input_max_long_side,
+                                                                  internal_short_side * 2))
+        entries.append((_model_label(model, c), model))
+    with tempfile.TemporaryDirectory() as tmp:
+        if "onnx" in backends:
+            entries.append(_onnx_backend(entries[0][1], entries[0][0], onnx, (H, W), tmp))
+        if "torch" not in backends:
+            entries = entries[-1:]
+        return _stream(entries, clip, frames, checkpoints, dev, compile)
+
+
+def _stream(entries, clip, frames: int, checkpoints, dev, compile: bool) -> list[dict]:
+    """The interleaved streaming loop of :func:`run` over ``entries`` [(label, model or back-end)]."""
+    H, W = clip[0].shape[:2]
     sessions = []
-    for model in models:
-        sessions.append(Session(model))
+    for _, net in entries:
+        sessions.append(Session(net))
         sessions[-1].add_prompt(0, 1, synthetic_prompt(H, W))
-    labels = [_model_label(m, c) for m, c in zip(models, (checkpoint, *vs))]
+    labels = [label for label, _ in entries]
+    models = [s.backend for s in sessions]
     info = machine_info()
     peak = matmul_peak_gflops()
     fl = [None] * len(models)
@@ -98,7 +128,7 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
         for k, session in enumerate(sessions):
             sync(dev)
             t0 = time.perf_counter()
-            if t == 5:
+            if t == 5 and models[k].kind == "torch":  # FLOPs are counted on PyTorch's dispatch
                 fl[k] = flops_per_frame(session, f)
             else:
                 session.step(f)
@@ -115,16 +145,17 @@ def run(checkpoint=None, frames: int = 1000, size: str = "480p", checkpoints=(10
                 base_fps = base_fps or 1.0 / p50
                 rec = {"bench": "stream", "model": labels[k], "frames": t + 1, "input": f"{H}x{W}",
                        "internal": "x".join(map(str, model.input_size(H, W))), "p50_ms": 1e3 * p50,
+                       "backend": model.kind,
                        "p99_ms": 1e3 * p99, "fps": 1.0 / p50, "fps_ratio": (1.0 / p50) / base_fps,
                        "state_nbytes": session.state_nbytes(),
                        "rss_mb": rss, "peak_rss_mb": peak_rss_mb(), "flops_per_frame": fl[k],
-                       "gflops_achieved": (fl[k] or 0) / p50 / 1e9, "matmul_peak_gflops": peak,
+                       "gflops_achieved": fl[k] / p50 / 1e9 if fl[k] else None, "matmul_peak_gflops": peak,
                        "first_frame_s": first[k], "compiled": bool(compile), "interleaved_with": len(models) - 1,
-                       "dtype": str(next(model.parameters()).dtype).replace("torch.", ""),
+                       "dtype": str(model.dtype).replace("torch.", ""),
                        "cuda_max_memory_allocated": torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else None,
                        **info}
                 emit(rec)
                 rows.append(rec)
-    print(markdown_table(rows, ["model", "frames", "input", "internal", "p50_ms", "p99_ms", "fps", "fps_ratio",
+    print(markdown_table(rows, ["model", "backend", "frames", "input", "internal", "p50_ms", "p99_ms", "fps", "fps_ratio",
                                 "state_nbytes", "rss_mb", "peak_rss_mb", "gflops_achieved", "matmul_peak_gflops"]))
     return rows
