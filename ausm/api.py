@@ -17,18 +17,20 @@ import torch
 from .checkpoint import load_model
 from .device import default_dtype, resolve_device
 from .inference import FrameResult, Session, propagate
+from .inference.backends import as_backend
 
 
 class AUSM:
     """A loaded AUSM model with streaming sessions.
 
     Attributes:
-        model: the :class:`~ausm.model.AUSMModel` (eval mode).
+        model: the :class:`~ausm.model.AUSMModel` (eval mode), or the step back-end of an exported ONNX
+            file (:meth:`from_onnx`).
         config: its :class:`~ausm.config.AUSMConfig`.
     """
 
     def __init__(self, model):
-        self.model = model.eval()
+        self.model = model.eval() if isinstance(model, torch.nn.Module) else model
         self.config = model.cfg
 
     @classmethod
@@ -50,13 +52,35 @@ class AUSM:
         model = load_model(path_or_hub_id, device=dev, dtype=dtype or default_dtype(dev))
         return cls(model.compile_modules() if compile else model)
 
+    @classmethod
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None) -> "AUSM":
+        """An exported streaming step (``ausm export onnx`` / :meth:`export_onnx`) run by onnxruntime: the
+        same sessions and results as the PyTorch model (docs/EXPORT.md). Needs the ``export`` extra.
+
+        Raises:
+            CheckpointError: a missing, corrupt or mismatched file. InputError: onnxruntime not installed.
+        """
+        from .export.runtime import OnnxStep
+
+        return cls(OnnxStep(path, threads=threads))
+
+    def export_onnx(self, out: str | os.PathLike, size: tuple[int, int] = (480, 854), opset: int | None = None) -> dict:
+        """Export this model's streaming step for frames of ``size`` = (height, width) pixels to ``out``
+        (:func:`ausm.export.onnx.export_onnx`); returns the contract written beside it."""
+        from .export.onnx import export_onnx
+
+        if not isinstance(self.model, torch.nn.Module):
+            from .errors import InputError
+            raise InputError("this model is already an ONNX graph; export the PyTorch checkpoint it came from")
+        return export_onnx(self.model, out, size=size, opset=opset, source=self.config.name)
+
     @property
     def device(self) -> torch.device:
-        return next(self.model.parameters()).device
+        return as_backend(self.model).device
 
     @property
     def dtype(self) -> torch.dtype:
-        return next(self.model.parameters()).dtype
+        return as_backend(self.model).dtype
 
     def session(self, **kwargs) -> Session:
         """A new streaming :class:`~ausm.inference.Session` (kwargs: ``detect_new_objects``,

@@ -275,3 +275,19 @@ def test_bench_stream_measures_both_backends(capsys, exported):
     assert [r["backend"] for r in recs] == ["torch", "onnx"]
     assert recs[0]["state_nbytes"] == recs[1]["state_nbytes"] and recs[1]["fps"] > 0
     assert recs[1]["internal"] == "128x224" and "| backend |" in out
+
+
+def test_python_api_from_onnx(exported, shipped_small, tmp_path):
+    """``AUSM(model).export_onnx`` / ``AUSM.from_onnx``: the API's propagate gives the PyTorch results."""
+    from ausm.api import AUSM
+
+    frames, prompt = _clip_and_prompt()
+    frames = frames[:4]
+    api = AUSM.from_onnx(exported[0])
+    assert api.device == torch.device("cpu") and api.dtype == torch.float32 and api.config.input_short_side == 128
+    ref = list(AUSM(shipped_small).propagate(frames, {0: {1: prompt}}))
+    got = list(api.propagate(frames, {0: {1: prompt}}))
+    for r, g in zip(ref, got):
+        assert r.obj_ids == g.obj_ids and np.mean(r.index_mask == g.index_mask) >= 0.9999
+    with pytest.raises(InputError, match="already an ONNX graph"):
+        api.export_onnx(tmp_path / "x.onnx")

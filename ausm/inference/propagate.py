@@ -28,6 +28,7 @@ def propagate(model: AUSMModel, frames: Iterable, prompts: dict[int, dict[int, n
     in frame order.
 
     Args:
+        model: the network or a step back-end (:mod:`ausm.inference.backends`).
         frames: an iterable of (H, W, 3) uint8 RGB frames (e.g. a :class:`~ausm.io.FrameReader`).
         prompts: ``{frame_idx: {obj_id: mask (H, W)}}``; ``None`` or empty = unprompted.
         replay: test-time compute scaling (paper Table 3): stream forward, backward, forward
