@@ -12,6 +12,7 @@ import itertools
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,27 @@ def test_python_api_from_onnx(exported, shipped_small, tmp_path):
         assert r.obj_ids == g.obj_ids and np.mean(r.index_mask == g.index_mask) >= 0.9999
     with pytest.raises(InputError, match="already an ONNX graph"):
         api.export_onnx(tmp_path / "x.onnx")
+
+
+@needs_shared
+def test_minimal_numpy_runner_tracks_like_the_session(exported, tmp_path):
+    """scripts/onnx_minimal.py (numpy + Pillow + onnxruntime, no torch) reproduces the session's prompted
+    masks from the graph and its contract alone (resizes differ: Pillow vs torch, so >= 99.5 % of pixels)."""
+    import importlib.util
+
+    from PIL import Image
+
+    from ausm.io import read_frames
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "onnx_minimal.py"
+    spec = importlib.util.spec_from_file_location("onnx_minimal", script)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main([str(exported[0]), str(BLACKSWAN), str(BLACKSWAN_GT), str(tmp_path / "m"), "--frames", "5"]) == 0
+    s = Session(OnnxStep(exported[0]))
+    s.add_prompt(0, 1, np.array(Image.open(BLACKSWAN_GT)) > 0)
+    for k, f in enumerate(itertools.islice(iter(read_frames(BLACKSWAN)), 5)):
+        ref = s.step(f).index_mask > 0
+        got = np.array(Image.open(tmp_path / "m" / f"{k:05d}.png")) > 0
+        assert np.mean(ref == got) >= 0.995, k
+        assert got.any()
