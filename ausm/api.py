@@ -53,16 +53,20 @@ class AUSM:
         return cls(model.compile_modules() if compile else model)
 
     @classmethod
-    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None) -> "AUSM":
+    def from_onnx(cls, path: str | os.PathLike, threads: int | None = None,
+                  providers: list[str] | None = None) -> "AUSM":
         """An exported streaming step (``ausm export onnx`` / :meth:`export_onnx`) run by onnxruntime: the
         same sessions and results as the PyTorch model (docs/EXPORT.md). Needs the ``export`` extra.
+        ``threads``: onnxruntime's intra-op threads (default ``torch.get_num_threads()``); ``providers``: its
+        execution providers (default ``["CPUExecutionProvider"]``; e.g. ``["CUDAExecutionProvider",
+        "CPUExecutionProvider"]`` with onnxruntime-gpu; outputs are always CPU tensors).
 
         Raises:
             CheckpointError: a missing, corrupt or mismatched file. InputError: onnxruntime not installed.
         """
         from .export.runtime import OnnxStep
 
-        return cls(OnnxStep(path, threads=threads))
+        return cls(OnnxStep(path, threads=threads, providers=providers))
 
     def export_onnx(self, out: str | os.PathLike, size: tuple[int, int] = (480, 854), opset: int | None = None) -> dict:
         """Export this model's streaming step for frames of ``size`` = (height, width) pixels to ``out``
