@@ -1,7 +1,7 @@
 """ausm: Autoregressive Universal Video Segmentation Model (arXiv 2508.19242) in PyTorch.
 
     import ausm
-    model = ausm.AUSM.from_pretrained()       # shipped ausm-lite (default), a folder, or a hub id
+    model = ausm.AUSM.from_pretrained()       # shipped ausm-lite-mo (default), a folder, or a hub id
     session = model.session()
     ausm.list_models(); ausm.create_model("ausm-swin-t", pretrained=False)   # the registry
 """

@@ -1,7 +1,7 @@
 """The Python API: ``ausm.AUSM.from_pretrained(...)`` → sessions and offline propagation.
 
     import ausm
-    model = ausm.AUSM.from_pretrained()              # the shipped ausm-lite; or a folder / hub id
+    model = ausm.AUSM.from_pretrained()              # the shipped ausm-lite-mo; or a folder / hub id
     session = model.session()
     session.add_prompt(0, obj_id=1, box=(100, 80, 300, 260))
     for frame in ausm.io.read_frames("video.mp4"):
@@ -36,7 +36,7 @@ class AUSM:
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike | None = None, device: str | torch.device | None = None,
                         dtype: torch.dtype | None = None, compile: bool = False) -> "AUSM":
-        """Load weights safely (safetensors) from a folder, a shipped name (``ausm-lite``, the default; ``ausm-tiny``)
+        """Load weights safely (safetensors) from a folder, a shipped name (``ausm-lite-mo``, the default; ``ausm-lite``, ``ausm-tiny``)
         or a hub id.
 
         Args:

@@ -1,7 +1,7 @@
 """Saving and loading models: ``model.safetensors`` + ``config.json`` (Hugging Face hub layout).
 
 ``load_model(path_or_hub_id)`` accepts a local folder, a ``.safetensors`` file with a
-``config.json`` beside it, a preset-named shipped checkpoint (``ausm-lite``, the default, or ``ausm-tiny``), or a hub id
+``config.json`` beside it, a preset-named shipped checkpoint (``ausm-lite-mo``, the default, ``ausm-lite`` or ``ausm-tiny``), or a hub id
 (``owner/name``, downloaded with ``huggingface_hub`` when a hub is reachable).
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 #: Checkpoints shipped inside the package.
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
-DEFAULT_MODEL = "ausm-lite"
+DEFAULT_MODEL = "ausm-lite-mo"
 
 
 def save_model(model, directory, extra_files: dict[str, str] | None = None) -> Path:

@@ -144,7 +144,7 @@ def _add_segment_parser(sub) -> argparse.ArgumentParser:
                         "inputs, prompts, checkpoint and options; without a snapshot it starts from the beginning)")
     r.add_argument("--snapshot-every", type=int, default=50, metavar="N",
                    help="write a snapshot for --resume every N frames (default 50; 0: none)")
-    s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite)")
+    s.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite-mo)")
     s.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                    help="what runs the network: torch (default) or onnx (an exported --onnx file run by onnxruntime; "
                         "same session logic and outputs; needs the export extra)")
@@ -228,7 +228,7 @@ def cmd_app(args) -> int:
 def _add_app_parser(sub) -> None:
     a = sub.add_parser("app", help="interactive web app: click objects, track, correct, download the masks")
     a.add_argument("video", nargs="?", default=None, help="video file or frame folder every new tab opens (optional)")
-    a.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite)")
+    a.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite-mo)")
     a.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens it to the network)")
     a.add_argument("--port", type=int, default=7860, help="port (default 7860)")
@@ -258,7 +258,7 @@ def cmd_export(args) -> int:
     if not args.quiet:
         print(f"exporting {model.cfg.name} for {H}x{W} frames (model input "
               f"{'x'.join(map(str, model.cfg.input_size(H, W)))}) ...", file=sys.stderr)
-    c = export_onnx(model, out, size=(H, W), opset=args.opset, source=str(args.checkpoint or "ausm-lite"))
+    c = export_onnx(model, out, size=(H, W), opset=args.opset, source=str(args.checkpoint or "ausm-lite-mo"))
     print(f"wrote {out} ({out.stat().st_size / 2**20:.1f} MiB, opset {c['opset']}, input "
           f"{c['input_size'][0]}x{c['input_size'][1]}, {c['num_ids']} ID slots) and {contract_path(out)}")
     return 0
@@ -268,11 +268,11 @@ def _add_export_parser(sub) -> None:
     e = sub.add_parser("export", help="export the streaming step for deployment (ONNX)")
     fmt = e.add_subparsers(dest="format", required=True)
     o = fmt.add_parser("onnx", help="the per-frame step with its fixed-size state as an ONNX graph (docs/EXPORT.md)")
-    o.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite)")
+    o.add_argument("--checkpoint", default=None, help="checkpoint folder, shipped name or hub id (default ausm-lite-mo)")
     o.add_argument("--out", required=True, metavar="MODEL.onnx", help="the .onnx file; the contract goes beside it")
     o.add_argument("--size", type=int, nargs=2, default=[480, 854], metavar=("H", "W"),
                    help="frame size of the videos it will run on (default 480 854); the graph's model input is "
-                        "fixed to the size those frames are resized to (192x352 for ausm-lite)")
+                        "fixed to the size those frames are resized to (240x416 for the default ausm-lite-mo)")
     o.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 18)")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(func=cmd_export)

@@ -1,7 +1,7 @@
 """Model configuration: one dataclass and its named presets (spec §2 and §4).
 
 Presets:
-    ``ausm-lite``   the shipped default: ImageNet EfficientNet-Lite0, D = 128, 32 ID vectors (2-core CPU).
+    ``ausm-lite``   ImageNet EfficientNet-Lite0, D = 128, 32 ID vectors (2-core CPU); single-object weights.
     ``ausm-tiny``   a small ResNet backbone and shallow stacks that train on a 2-core CPU.
     ``ausm-swin-t`` the paper's Swin-T model: D = 256, 6 compressor layers, 6 history-decoder layers,
                     9 pixel-decoder layers, 100 detection queries, 100 ID vectors.

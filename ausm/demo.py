@@ -8,7 +8,7 @@ other, enter and leave).
 * **prompted** (semi-supervised VOS): each object is given by its ground-truth mask on the first
   frame where it is visible — objects that enter later are added mid-video, as in the judo example;
 * **unprompted** (VIS): no prompt; the model finds and tracks the objects itself and names them with
-  its ``"shapes"`` class head when it has one (the shipped ``ausm-lite`` does), else the agnostic head.
+  its ``"shapes"`` class head when it has one (the shipped models do), else the agnostic head.
 
 Scores use the official J&F code of :mod:`ausm.eval.davis` with the YouTube-VOS layout (every object
 scored from the first frame it appears in); unprompted tracks are matched to objects by the Hungarian
@@ -49,7 +49,7 @@ def run_demo(out: str | os.PathLike = "ausm-demo", checkpoint=None, num_frames: 
 
     Args:
         out: output folder (created).
-        checkpoint: model folder / hub id (``None`` = the shipped ``ausm-lite``).
+        checkpoint: model folder / hub id (``None`` = the shipped default ``ausm-lite-mo``).
         num_frames: frames of the video, ≥ 3.
         size: (H, W) of the frames.
         seed, num_objects: of :func:`~ausm.data.synthetic.render_video`.

@@ -1,7 +1,7 @@
 """The model registry: every preset by name, with or without the weights shipped for it.
 
     import ausm
-    ausm.list_models()                          # [{"name": "ausm-lite", "weights": True, ...}, ...]
+    ausm.list_models()                          # [{"name": "ausm-lite", "weights": True, "default": False, ...}, ...]
     model = ausm.create_model("ausm-lite")      # the shipped trained weights
     fresh = ausm.create_model("ausm-swin-t", pretrained=False, num_ids=32)  # a new model to train
 

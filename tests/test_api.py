@@ -6,9 +6,9 @@ import ausm
 
 
 def test_from_pretrained_default_and_session(frames):
-    m = ausm.AUSM.from_pretrained()  # the shipped default, ausm-lite
+    m = ausm.AUSM.from_pretrained()  # the shipped default, ausm-lite-mo
     assert m.device.type in ("cpu", "cuda", "mps") and m.dtype in (torch.float32, torch.bfloat16)
-    assert m.config.name == "ausm-lite"
+    assert m.config.name == "ausm-lite-mo" and m.config.input_short_side == 240
     s = m.session()
     prompt = np.zeros(frames[0].shape[:2], bool)
     prompt[10:30, 20:50] = True

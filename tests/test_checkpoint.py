@@ -189,15 +189,17 @@ def test_checkpoint_errors_are_ausm_errors():
 def test_shipped_default_loads():
     m = load_model()
     assert isinstance(m, AUSMModel) and not m.training
-    assert m.cfg.name == "ausm-lite"
+    assert m.cfg.name == "ausm-lite-mo"
     from ausm.data.synthetic import SHAPE_CLASSES, SHAPES_HEAD
-    # the preset + the "shapes" class head of the synthetic multi-object data (docs/MODEL_CARD.md)
-    assert m.cfg == get_config("ausm-lite", class_heads={SHAPES_HEAD: len(SHAPE_CLASSES)},
-                               class_names={SHAPES_HEAD: list(SHAPE_CLASSES)})
-    assert (SHIPPED_DIR / "ausm-lite" / WEIGHTS_NAME).is_file()
-    assert (SHIPPED_DIR / "ausm-lite" / WEIGHTS_NAME).stat().st_size <= 25 * 2 ** 20  # issue #13: at most 25 MB
-    assert load_model("ausm-tiny").cfg.name == "ausm-tiny"  # the old model stays loadable by name
-    m2 = load_model("ausm-lite")
+    # the preset + the "shapes" class head of the synthetic multi-object data, run at 240 px (docs/MODEL_CARD.md)
+    assert m.cfg == get_config("ausm-lite-mo", class_heads={SHAPES_HEAD: len(SHAPE_CLASSES)},
+                               class_names={SHAPES_HEAD: list(SHAPE_CLASSES)}, input_short_side=240)
+    for name in ("ausm-lite-mo", "ausm-lite"):
+        assert (SHIPPED_DIR / name / WEIGHTS_NAME).is_file()
+        assert (SHIPPED_DIR / name / WEIGHTS_NAME).stat().st_size <= 25 * 2 ** 20  # issue #13: at most 25 MB
+    assert load_model("ausm-tiny").cfg.name == "ausm-tiny"  # the older models stay loadable by name
+    assert load_model("ausm-lite").cfg.input_short_side == 192
+    m2 = load_model("ausm-lite-mo")
     assert_same_state(m, m2)
     assert all(torch.isfinite(p).all() for p in m.parameters())
     f = np.random.default_rng(0).integers(0, 256, (48, 80, 3), dtype=np.uint8)

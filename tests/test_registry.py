@@ -12,7 +12,7 @@ SMALL = dict(hidden_dim=64, compressor_layers=1, history_decoder_layers=1, pixel
 def test_list_models_names_every_preset_and_the_default():
     models = ausm.list_models()
     assert [m["name"] for m in models] == ausm.list_presets()
-    assert [m["name"] for m in models if m["default"]] == ["ausm-lite"]
+    assert [m["name"] for m in models if m["default"]] == ["ausm-lite-mo"]
     assert {m["name"] for m in models if m["weights"]} >= {"ausm-lite", "ausm-lite-mo", "ausm-tiny"}
 
 

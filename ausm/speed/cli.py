@@ -93,7 +93,7 @@ def add_bench_parser(sub) -> None:
     vs.add_argument("--large-frames", type=int, default=12,
                     help="frame cap for SAM2 sides above 512 (several seconds per frame on a CPU); 0 = --frames")
     vs.add_argument("--prompt", choices=["mask", "point"], default="mask", help="frame-0 prompt of both models")
-    vs.add_argument("--checkpoint", "--config", dest="checkpoint", default=None, help="ausm checkpoint (default: ausm-lite)")
+    vs.add_argument("--checkpoint", "--config", dest="checkpoint", default=None, help="ausm checkpoint (default: ausm-lite-mo)")
     vs.add_argument("--order", choices=["interleaved", "sequential"], default="interleaved",
                     help="interleaved: every model steps frame t before any steps t+1; sequential: one after another")
     vs.add_argument("--seed", type=int, default=0)
@@ -103,7 +103,7 @@ def add_bench_parser(sub) -> None:
     ob.add_argument("--size", default="480p", help="frame size: 240p | 360p | 480p | 720p | 1080p | HxW")
     ob.add_argument("--frames", type=int, default=10, help="frames streamed per (model, count), warm-up included")
     ob.add_argument("--warmup", type=int, default=3)
-    ob.add_argument("--checkpoint", default=None, help="ausm checkpoint (default: ausm-lite)")
+    ob.add_argument("--checkpoint", default=None, help="ausm checkpoint (default: ausm-lite-mo)")
     ob.add_argument("--sam2-side", default="auto", help="SAM2 square input side: pixels, 'default' (1024) or "
                                                         "'auto' (the pixel count of ausm's input)")
     ob.add_argument("--no-sam2", action="store_true", help="measure ausm alone")
