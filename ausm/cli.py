@@ -272,7 +272,7 @@ def _add_export_parser(sub) -> None:
     o.add_argument("--out", required=True, metavar="MODEL.onnx", help="the .onnx file; the contract goes beside it")
     o.add_argument("--size", type=int, nargs=2, default=[480, 854], metavar=("H", "W"),
                    help="frame size of the videos it will run on (default 480 854); the graph's model input is "
-                        "fixed to the size those frames are resized to (240x416 for the default ausm-lite-mo)")
+                        "fixed to the size those frames are resized to (256x416 for the default ausm-lite-mo)")
     o.add_argument("--opset", type=int, default=None, metavar="N", help="ONNX opset (default 18)")
     o.add_argument("--quiet", action="store_true")
     o.set_defaults(func=cmd_export)

@@ -1,7 +1,8 @@
 """ONNX export of the streaming step and the onnxruntime back-end (issue #17).
 
 The shipped default model is exported once per test module at a small model input (short side 128) and run
-by the one :class:`Session` next to the PyTorch back-end: mask and class logits agree to 1e-4 over a 20-frame
+by the one :class:`Session` next to the PyTorch back-end: mask and class logits agree to 1e-4 (+ 1e-5 relative:
+float32 logits reach ~70) over a 20-frame
 real clip (DAVIS blackswan; a generated clip without ``../shared``), index masks are identical (but for exact
 float ties at the threshold, see :func:`_check_same_index_mask`), prompted and unprompted, and the state never
 changes size.
@@ -130,9 +131,11 @@ def test_onnx_equals_pytorch_over_a_real_clip(exported, shipped_small, prompted)
         ta, tb = rec[0].outputs[-1], rec[1].outputs[-1]
         _check_same_index_mask(a.index_mask, b.index_mask, ta.masks, k)
         assert ta.masks.shape == tb.masks.shape
-        assert (ta.masks - tb.masks).abs().max().item() <= 1e-4, f"frame {k}"
+        # float32 agreement: mask logits reach ~70, where one ulp is 8e-6; |Δ| <= 1e-4 + 1e-5 |logit|
+        torch.testing.assert_close(tb.masks, ta.masks, atol=1e-4, rtol=1e-5, msg=f"frame {k}")
         for h in ta.class_logits:
-            assert (ta.class_logits[h] - tb.class_logits[h]).abs().max().item() <= 1e-4, f"frame {k} {h}"
+            torch.testing.assert_close(tb.class_logits[h], ta.class_logits[h], atol=1e-4, rtol=1e-5,
+                                       msg=f"frame {k} {h}")
         sizes.add(sessions[1].state_nbytes())
         assert sessions[1].state_nbytes() == sessions[0].state_nbytes()
     assert len(sizes) == 1  # the state never grows
@@ -295,9 +298,10 @@ def test_python_api_from_onnx(exported, shipped_small, tmp_path):
 
 
 @needs_shared
-def test_minimal_numpy_runner_tracks_like_the_session(exported, tmp_path):
+def test_minimal_numpy_runner_tracks_like_the_session(tmp_path):
     """scripts/onnx_minimal.py (numpy + Pillow + onnxruntime, no torch) reproduces the session's prompted
-    masks from the graph and its contract alone (resizes differ: Pillow vs torch, so >= 99.5 % of pixels)."""
+    masks from the graph and its contract alone: the shipped default at its own input size (480p → 256×416);
+    resizes differ (Pillow vs torch), so >= 99.5 % of pixels (measured 99.93 %)."""
     import importlib.util
 
     from PIL import Image
@@ -308,8 +312,10 @@ def test_minimal_numpy_runner_tracks_like_the_session(exported, tmp_path):
     spec = importlib.util.spec_from_file_location("onnx_minimal", script)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    assert mod.main([str(exported[0]), str(BLACKSWAN), str(BLACKSWAN_GT), str(tmp_path / "m"), "--frames", "5"]) == 0
-    s = Session(OnnxStep(exported[0]))
+    onnx = tmp_path / "default.onnx"
+    export_onnx(load_model(), onnx, size=FRAME)
+    assert mod.main([str(onnx), str(BLACKSWAN), str(BLACKSWAN_GT), str(tmp_path / "m"), "--frames", "5"]) == 0
+    s = Session(OnnxStep(onnx))
     s.add_prompt(0, 1, np.array(Image.open(BLACKSWAN_GT)) > 0)
     for k, f in enumerate(itertools.islice(iter(read_frames(BLACKSWAN)), 5)):
         ref = s.step(f).index_mask > 0

@@ -180,7 +180,7 @@ def export_onnx(model: AUSMModel, out: str | os.PathLike, size: tuple[int, int] 
         model: the network; exported in float32 on the CPU (a copy; ``model`` is not changed).
         out: path of the ``.onnx`` file.
         size: (height, width) of the video frames the file is for, in pixels; the graph's fixed model input
-            is ``cfg.input_size(*size)`` (e.g. 480×854 → 240×416 for the default ``ausm-lite-mo``). A model input size
+            is ``cfg.input_size(*size)`` (e.g. 480×854 → 256×416 for the default ``ausm-lite-mo``). A model input size
             itself (multiples of 32 with the shorter side = ``cfg.input_short_side``) maps to itself.
         opset: ONNX opset, 18 (the default) up to the installed onnx's newest.
         source: where the weights came from (recorded in the contract).
