@@ -211,8 +211,8 @@ def test_shipped_multi_object_model_loads():
     from ausm.data.synthetic import SHAPE_CLASSES, SHAPES_HEAD
     m = load_model("ausm-lite-mo")
     assert m.cfg == get_config("ausm-lite-mo", class_heads={SHAPES_HEAD: len(SHAPE_CLASSES)},
-                               class_names={SHAPES_HEAD: list(SHAPE_CLASSES)})
-    assert m.cfg.track_query_from_history and not load_model().cfg.track_query_from_history
+                               class_names={SHAPES_HEAD: list(SHAPE_CLASSES)}, input_short_side=240)
+    assert m.cfg.track_query_from_history and not load_model("ausm-lite").cfg.track_query_from_history
     assert (SHIPPED_DIR / "ausm-lite-mo" / WEIGHTS_NAME).stat().st_size <= 25 * 2 ** 20
     assert float(m.pixel_decoder.pool_proj.weight.abs().sum()) > 0  # trained, not the zero init
 
