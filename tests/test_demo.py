@@ -148,8 +148,8 @@ def test_outdoor_scene_keeps_the_seed_objects():
 
 @pytest.mark.parametrize("name", [
     "ausm-lite-mo",
-    pytest.param("ausm-lite", marks=pytest.mark.xfail(strict=True, reason="known failure (issue #13): the default "
-                                                       "model's tracks segment the union of the prompted objects")),
+    pytest.param("ausm-lite", marks=pytest.mark.xfail(strict=True, reason="known failure (issue #13): the old "
+                                                       "default ausm-lite's tracks segment the union of the prompted objects")),
 ])
 def test_shipped_model_tells_several_prompted_objects_apart(name):
     """Teacher-forced parallel forward of a shipped model on a generated 3-object clip with the
