@@ -93,6 +93,14 @@ def create_app(model, video: str | None = None, *, max_frames: int | None = None
     def index():
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
 
+    _add_video_routes(app, store, allow_paths, max_upload_bytes)
+    _add_prompt_routes(app, store)
+    _add_result_routes(app, store)
+    return app
+
+
+def _add_video_routes(app, store: SessionStore, allow_paths: bool, max_upload_bytes: int) -> None:
+    """A tab's state, and opening a video by path or upload."""
     @app.get("/api/{sid}/state")
     def state(sid: str):
         return {**store.get(sid).state(), "can_open_paths": allow_paths, "max_upload_bytes": max_upload_bytes}
@@ -128,6 +136,9 @@ def create_app(model, video: str | None = None, *, max_frames: int | None = None
             raise type(e)(str(e).replace(str(path), display)) from None
         return tab.state()
 
+
+def _add_prompt_routes(app, store: SessionStore) -> None:
+    """Prompts, objects, tracking and closing a tab."""
     @app.post("/api/{sid}/prompt")
     def prompt(sid: str, body: dict):
         tab = store.get(sid)
@@ -171,21 +182,17 @@ def create_app(model, video: str | None = None, *, max_frames: int | None = None
         store.drop(sid)
         return {"closed": sid}
 
+
+def _add_result_routes(app, store: SessionStore) -> None:
+    """Frames, mask previews and downloads."""
     @app.get("/api/{sid}/frame/{k}.jpg")
     def frame(sid: str, k: int):
         return Response(store.get(sid).render(k), media_type="image/jpeg", headers={"Cache-Control": "no-store"})
 
     @app.get("/api/{sid}/mask/{k}.png")
     def mask(sid: str, k: int):
-        from PIL import Image
-
-        from ..io import DAVIS_PALETTE
-
-        im = Image.fromarray(store.get(sid).view(k).astype(np.uint8))  # ids <= 254; putpalette makes it "P"
-        im.putpalette(DAVIS_PALETTE)
-        buf = io.BytesIO()
-        im.save(buf, format="PNG")
-        return Response(buf.getvalue(), media_type="image/png", headers={"Cache-Control": "no-store"})
+        return Response(_palette_png(store.get(sid).view(k)), media_type="image/png",
+                        headers={"Cache-Control": "no-store"})
 
     @app.get("/api/{sid}/download/{fmt}")
     def download(sid: str, fmt: str):
@@ -193,7 +200,18 @@ def create_app(model, video: str | None = None, *, max_frames: int | None = None
         _, media, name = DOWNLOADS[fmt]
         return FileResponse(path, media_type=media, filename=name, headers={"Cache-Control": "no-store"})
 
-    return app
+
+def _palette_png(ids: np.ndarray) -> bytes:
+    """(H, W) object ids (<= 254) as a DAVIS-palette PNG."""
+    from PIL import Image
+
+    from ..io import DAVIS_PALETTE
+
+    im = Image.fromarray(ids.astype(np.uint8))  # putpalette makes it "P"
+    im.putpalette(DAVIS_PALETTE)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _mb(n: int) -> str:
