@@ -22,7 +22,7 @@ import torch
 pytest.importorskip("onnxruntime", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
 pytest.importorskip("onnxscript", reason="the export extra (onnx, onnxscript, onnxruntime) is not installed")
 
-from ausm.checkpoint import load_model  # noqa: E402
+from ausm.checkpoint import SHIPPED_DIR, load_model  # noqa: E402
 from ausm.errors import CheckpointError, InputError  # noqa: E402
 from ausm.export import OnnxStep, contract_path, export_onnx  # noqa: E402
 from ausm.inference import Session  # noqa: E402
@@ -259,6 +259,8 @@ def test_cli_backend_errors(tmp_path):
           "--finetune", "5"], 2, "--finetune needs the PyTorch back-end"),
         (["export", "onnx", "--out", str(tmp_path / "model.bin")], 2, "ending in .onnx"),
         (["export", "onnx", "--out", str(tmp_path / "m.onnx"), "--size", "0", "5"], 2, "--size"),
+        (["export", "onnx", "--checkpoint", str(SHIPPED_DIR / "ausm-lite"), "--out",
+          str(SHIPPED_DIR / "ausm-lite" / "m.onnx")], 2, "inside the checkpoint"),
     ]
     for args, code, words in cases:
         r = _run(*args)
@@ -267,6 +269,8 @@ def test_cli_backend_errors(tmp_path):
         assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (args, r.stderr)
         assert "Traceback" not in r.stderr
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["frames"]
+    assert sorted(p.name for p in (SHIPPED_DIR / "ausm-lite").iterdir()) == ["README.md", "config.json",
+                                                                              "model.safetensors"]
 
 
 def test_bench_stream_measures_both_backends(capsys, exported):

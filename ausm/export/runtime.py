@@ -95,7 +95,8 @@ class OnnxStep:
         self.exported_size = tuple(c["input_size"])
         self.num_ids, self.num_layers = int(c["num_ids"]), len(c["state"]) // 2
         self._start = torch.tensor(c["initial_state"]["start_token"], dtype=torch.float32)
-        self._state_names = state_names(self.num_layers)
+        self._state_names = state_names(self.num_layers)  # graph order: x_prev, then each layer's conv, ssm
+        self._outputs = [o.name for o in self.network.get_outputs()]
 
     def _check_io(self, c: dict) -> None:
         """The graph's inputs and outputs are the contract's (names, shapes)."""
@@ -168,16 +169,17 @@ class OnnxStep:
         pad_hist = np.zeros((1, N, hist.shape[-1]), np.float32)
         pad_hist[0, :n] = hist.float().cpu().numpy()
         feeds.update(track_ids=pad_ids, track_active=pad_act, hist_masks=pad_hist)
-        values = self.network.run(None, feeds)
-        return {o.name: torch.from_numpy(v) for o, v in zip(self.network.get_outputs(), values)}
+        values = self.network.run(self._outputs, feeds)
+        return {name: torch.from_numpy(v) for name, v in zip(self._outputs, values)}
 
     def _state_feeds(self, state: StreamState):
-        yield "x_prev", state.x_prev.float().contiguous().numpy()
-        for i, m in enumerate(state.mamba):
-            yield f"mamba.{i}.conv_state", m.conv_state.float().contiguous().numpy()
-            yield f"mamba.{i}.ssm_state", m.ssm_state.float().contiguous().numpy()
+        """(name, array) of every state tensor, in the graph's order (:func:`~ausm.export.onnx.state_names`)."""
+        flat = [state.x_prev] + [t for m in state.mamba for t in (m.conv_state, m.ssm_state)]
+        for name, t in zip(self._state_names, flat):
+            yield name, t.float().contiguous().numpy()
 
     def _state_from(self, out: dict, hw) -> StreamState:
-        mamba = [MambaState(conv_state=out[f"next.mamba.{i}.conv_state"], ssm_state=out[f"next.mamba.{i}.ssm_state"])
-                 for i in range(self.num_layers)]
-        return StreamState(x_prev=out["next.x_prev"], mamba=mamba, hw=hw)
+        """The next state from a graph run's ``next.<name>`` outputs."""
+        flat = [out[f"next.{name}"] for name in self._state_names]
+        mamba = [MambaState(conv_state=flat[1 + 2 * i], ssm_state=flat[2 + 2 * i]) for i in range(self.num_layers)]
+        return StreamState(x_prev=flat[0], mamba=mamba, hw=hw)

@@ -63,7 +63,7 @@ def _onnx_backend(model, label: str, onnx: str | None, frame_size: tuple[int, in
 
     if onnx is None:
         onnx = f"{tmp}/model.onnx"
-        export_onnx(model.to("cpu"), onnx, size=frame_size)
+        export_onnx(model, onnx, size=frame_size)  # exports a CPU float32 copy; ``model`` stays as it is
     return f"{label} [onnx]", OnnxStep(onnx)
 
 
